@@ -1,0 +1,27 @@
+"""fp8pass: FP8 weight storage for diffusion denoisers, as a torch.compile backend.
+
+    >>> import torch, fp8pass
+    >>> # unet = torch.compile(unet, backend=fp8pass.fp8_backend)
+
+Importing fp8pass registers its custom ops; it imports neither Inductor nor Dynamo and does not
+touch CUDA. The backend name ``"fp8pass"`` reaches ``torch.compile`` through the package's
+``torch_dynamo_backends`` entry point (see pyproject.toml), so it needs no import at all.
+"""
+
+from .backend import FP8Backend, fp8_backend
+from .config import DEFAULT_SKIP, FP8Config
+from .report import LayerReport, format_report
+
+__all__ = [
+    # the backend
+    "FP8Backend",
+    "fp8_backend",
+    # configuration
+    "FP8Config",
+    "DEFAULT_SKIP",
+    # reporting
+    "LayerReport",
+    "format_report",
+]
+
+__version__ = "0.1.0"

@@ -1,0 +1,147 @@
+"""Every reliance of fp8pass on private PyTorch behaviour, in one place.
+
+Each helper names the torch versions it was checked on. When a torch upgrade breaks fp8pass,
+this is the file to read first.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+import torch.fx as fx
+
+_ROOT = re.compile(r"""^[LG]\[['"][^'"]*['"]\]\.?""")
+_TOKEN = re.compile(r"""\.(\w+)|\[['"]?([^'"\]]+)['"]?\]""")
+_CONTAINERS = {"_modules", "_parameters", "_buffers"}
+
+
+def graph_parameters(
+    gm: fx.GraphModule, example_inputs: Sequence[Any]
+) -> dict[fx.Node, tuple[torch.Tensor, Any]]:
+    """Placeholders that are module parameters -> (the real parameter, its Dynamo source).
+
+    Relies on Dynamo lifting parameters to graph inputs (``inline_inbuilt_nn_modules``, the
+    default) and recording ``node.meta["grapharg"].source``. Checked on torch 2.11, 2.13.
+    """
+    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    found = {}
+    for node, value in zip(placeholders, example_inputs):
+        grapharg = node.meta.get("grapharg")
+        if isinstance(value, torch.nn.Parameter) and grapharg is not None:
+            found[node] = (value, grapharg.source)
+    return found
+
+
+def lifted_parameter_attrs(gm: fx.GraphModule) -> list[str]:
+    """get_attr targets that are parameters: what Dynamo emits when it does not lift them to inputs."""
+    return [
+        n.target
+        for n in gm.graph.nodes
+        if n.op == "get_attr" and isinstance(_getattr_path(gm, n.target), torch.nn.Parameter)
+    ]
+
+
+def source_path(source: Any) -> str:
+    """``L['self']._modules['blocks']._modules['0']._parameters['weight']`` -> ``blocks.0.weight``."""
+    return _dotted(source.name)
+
+
+def module_path(node: fx.Node) -> str:
+    """Dotted path of the innermost module that called ``node``, from ``meta["nn_module_stack"]``.
+
+    Checked on torch 2.13 (values are ``(path, type)`` with paths like ``L['self'].blocks.0``).
+    """
+    stack = node.meta.get("nn_module_stack")
+    if not stack:
+        return ""
+    path = list(stack.values())[-1][0]
+    return _dotted(path)
+
+
+def _dotted(name: str) -> str:
+    tokens = [a or b for a, b in _TOKEN.findall(_ROOT.sub(".", name, count=1))]
+    return ".".join(t for t in tokens if t not in _CONTAINERS)
+
+
+def owning_modules(param: torch.Tensor, source: Any) -> list[torch.nn.Module]:
+    """Modules that hold ``param`` directly, found by evaluating its Dynamo source in the frame
+    being compiled. Empty when that is not possible (then the caller keeps the bf16 weight).
+
+    Uses ``InstructionTranslator.current_tx()`` and ``Source.base``; checked on torch 2.11, 2.13.
+    """
+    try:
+        from torch._dynamo.symbolic_convert import InstructionTranslator
+
+        tx = InstructionTranslator.current_tx()
+        scope = {"L": tx.f_locals, "G": tx.f_globals, "__builtins__": __builtins__}
+    except Exception:
+        return []
+    src = source
+    while src is not None:
+        try:
+            value = eval(src.name, scope)
+        except Exception:
+            value = None
+        if isinstance(value, torch.nn.Module):
+            return [m for m in value.modules() if any(p is param for p in m._parameters.values())]
+        src = getattr(src, "base", None)
+    return []
+
+
+def release_storage(t: torch.Tensor) -> bool:
+    """Free ``t``'s memory but keep its shape, dtype, device and identity (so Dynamo's guards
+    still pass). Reading it afterwards is undefined; callers must stop every eager read.
+    The same mechanism FSDP2 uses. Checked on torch 2.11, 2.13."""
+    storage = t.untyped_storage()
+    if t.storage_offset() != 0 or storage.nbytes() != t.numel() * t.element_size():
+        return False
+    storage.resize_(0)
+    return True
+
+
+def is_released(t: torch.Tensor) -> bool:
+    return t.numel() > 0 and t.untyped_storage().nbytes() == 0
+
+
+def restore_storage(t: torch.Tensor, value: torch.Tensor) -> None:
+    t.untyped_storage().resize_(t.numel() * t.element_size())
+    with torch.no_grad():
+        t.copy_(value)
+
+
+def inductor_compiler(
+    mode: str | None, options: dict[str, Any] | None, decompositions: dict[Any, Callable[..., Any]]
+) -> Callable[[fx.GraphModule, list[Any]], Any]:
+    """Inductor with ``torch.compile``'s ``mode``/``options`` semantics plus extra decompositions.
+
+    ``compile_fx(..., config_patches=, decompositions=)`` and ``select_decomp_table`` are
+    internal; checked on torch 2.11, 2.13.
+    """
+    from torch._inductor import list_mode_options
+    from torch._inductor.compile_fx import compile_fx
+    from torch._inductor.decomposition import select_decomp_table
+
+    patches = {**(list_mode_options(mode) if mode else {}), **(options or {})}
+    table = {**select_decomp_table(), **decompositions}
+
+    def compile_(gm: fx.GraphModule, example_inputs: list[Any]) -> Any:
+        return compile_fx(gm, example_inputs, config_patches=patches, decompositions=table)
+
+    return compile_
+
+
+def aot_eager_compiler(decompositions: dict[Any, Callable[..., Any]]) -> Callable[..., Any]:
+    """AOT autograd with a no-op compiler: the graph Inductor would get, run eagerly."""
+    from torch._dynamo.backends.common import aot_autograd
+    from torch._dynamo.backends.debugging import boxed_nop
+
+    return aot_autograd(fw_compiler=boxed_nop, decompositions=decompositions)
+
+
+def _getattr_path(mod: Any, target: str) -> Any:
+    for part in target.split("."):
+        mod = getattr(mod, part, None)
+    return mod

@@ -1,0 +1,290 @@
+"""FP8Backend: runs the pass, owns the FP8 weights, hands the graph to the inner compiler."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import warnings
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.fx as fx
+from torch.utils.weak import WeakIdKeyDictionary
+
+from . import _compat
+from .config import FP8Config
+from .ops import DECOMPOSITIONS
+from .passes import Layer, ParamRef, plan, rewrite
+from .quantize import dequantize_weight, quantize_weight
+from .report import LayerReport, format_report
+
+__all__ = ["FP8Backend", "fp8_backend"]
+
+log = logging.getLogger("fp8pass")
+
+_INNER = ("inductor", "aot_eager", "eager")
+_MODES = (None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+@dataclass
+class _FP8Weight:
+    q: torch.Tensor
+    scale: torch.Tensor
+    released: bool = False
+
+
+class _WeightStore:
+    """Parameter -> its FP8 copies, one per (dtype, granularity); shared by every backend, graph
+    and recompilation, so that a parameter is quantized once and its bf16 storage freed once."""
+
+    def __init__(self) -> None:
+        self._entries: WeakIdKeyDictionary = WeakIdKeyDictionary()
+        self._lock = threading.Lock()
+
+    def lookup(self, param: torch.Tensor, config: FP8Config) -> _FP8Weight | None:
+        return self._entries.get(param, {}).get((config.dtype, config.granularity))
+
+    def is_released(self, param: torch.Tensor) -> bool:
+        return any(w.released for w in self._entries.get(param, {}).values())
+
+    def get_or_quantize(self, param: torch.Tensor, config: FP8Config, name: str) -> tuple[_FP8Weight, bool]:
+        with self._lock:
+            found = self.lookup(param, config)
+            if found is not None:
+                return found, False
+            if self.is_released(param):
+                raise RuntimeError(
+                    f"fp8pass: '{name}' was already converted to FP8 with another dtype/granularity and "
+                    "its original weights were released, so it cannot be quantized again. Compile every "
+                    "use of this model with one FP8Config, or use FP8Config(release_weights=False)."
+                )
+            # Outside inference mode, so that the copies stay usable by graphs compiled later.
+            with torch.inference_mode(False), torch.no_grad():
+                q, scale = quantize_weight(param, config.dtype, config.granularity)
+            entry = _FP8Weight(q, scale)
+            self._entries.setdefault(param, {})[(config.dtype, config.granularity)] = entry
+            return entry, True
+
+    def restore(self, param: torch.Tensor) -> None:
+        """Give a released parameter its data back (dequantized) when a graph needs it unconverted."""
+        for entry in self._entries.get(param, {}).values():
+            if entry.released:
+                _compat.restore_storage(param, dequantize_weight(entry.q, entry.scale, param.dtype))
+                entry.released = False
+                return
+
+
+_STORE = _WeightStore()
+_GUARDED: weakref.WeakSet[torch.nn.Module] = weakref.WeakSet()
+
+
+class FP8Backend:
+    """A ``torch.compile`` backend that stores linear and conv weights in FP8.
+
+    Args:
+        config: what to convert and how; ``FP8Config()`` by default.
+        inner: compiler for the rewritten graph: ``"inductor"``, ``"aot_eager"`` (AOT autograd
+            with fp8pass's decompositions, no codegen: fast, for tests) or ``"eager"`` (the
+            rewritten graph with fp8pass ops run as they are, for debugging).
+        mode, options: Inductor's ``mode`` and ``options``, as ``torch.compile`` takes them
+            (``torch.compile`` refuses ``mode`` together with a custom backend).
+
+    Example:
+        >>> be = FP8Backend(FP8Config(compute="cast"), inner="inductor", mode="max-autotune")
+        >>> # model = torch.compile(model, backend=be); model(x); print(be.report_table())
+    """
+
+    def __init__(
+        self,
+        config: FP8Config | None = None,
+        *,
+        inner: str = "inductor",
+        mode: str | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> None:
+        if config is not None and not isinstance(config, FP8Config):
+            raise ValueError(f"FP8Backend config must be an FP8Config or None; got {type(config).__name__}")
+        if inner not in _INNER:
+            raise ValueError(f"FP8Backend inner must be one of {', '.join(map(repr, _INNER))}; got {inner!r}")
+        if mode not in _MODES:
+            raise ValueError(f"FP8Backend mode must be one of {', '.join(map(repr, _MODES))}; got {mode!r}")
+        if options is not None and not isinstance(options, dict):
+            raise ValueError(f"FP8Backend options must be a dict of Inductor config values; got {options!r}")
+        if inner != "inductor" and (mode is not None or options):
+            raise ValueError(f"FP8Backend mode/options apply to inner='inductor' only; inner is {inner!r}")
+        self.config = config or FP8Config()
+        self.inner = inner
+        self.mode = mode
+        self.options = dict(options or {})
+        self.num_quantized = 0
+        self.num_graphs = 0
+        self._rows: dict[tuple[str, str], LayerReport] = {}
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (
+            f"FP8Backend(compute={c.compute!r}, granularity={c.granularity!r}, dtype={c.dtype}, "
+            f"inner={self.inner!r}, mode={self.mode!r})"
+        )
+
+    def __call__(self, gm: fx.GraphModule, example_inputs: list[Any]) -> Any:
+        params, sources = self._graph_parameters(gm, example_inputs)
+        layers = plan(gm.graph, params, self.config, _compat.module_path, _STORE.is_released)
+        converted = [layer for layer in layers if layer.converted]
+        _refuse_training(converted)
+        self._restore_unconverted(layers)
+        weights = {id(layer.weight.tensor): self._fp8_weight(layer) for layer in converted}
+        new_gm = rewrite(gm, layers, {k: (w.q, w.scale) for k, w in weights.items()})
+        compiled = self._inner_compile(new_gm, example_inputs)
+        if self.config.release_weights:
+            self._release(converted, weights, sources)
+        self._record(layers, weights)
+        self.num_graphs += 1
+        log.info("fp8pass: graph %d: %d/%d layers converted", self.num_graphs, len(converted), len(layers))
+        return compiled
+
+    def report(self) -> list[LayerReport]:
+        """Every linear / conv layer this backend has seen, in graph order."""
+        return list(self._rows.values())
+
+    def report_table(self, tablefmt: str = "github") -> str:
+        """:meth:`report` as a table with a totals line."""
+        return format_report(self.report(), tablefmt)
+
+    # -- steps of __call__ -------------------------------------------------------------------
+
+    def _graph_parameters(
+        self, gm: fx.GraphModule, example_inputs: list[Any]
+    ) -> tuple[dict[fx.Node, ParamRef], WeakIdKeyDictionary]:
+        found = _compat.graph_parameters(gm, example_inputs)
+        if not found and _compat.lifted_parameter_attrs(gm):
+            raise RuntimeError(
+                "fp8pass: Dynamo passed the model's parameters as graph attributes, not inputs. "
+                "Leave torch._dynamo.config.inline_inbuilt_nn_modules at its default (True)."
+            )
+        params = {node: ParamRef(t, _compat.source_path(src)) for node, (t, src) in found.items()}
+        sources = WeakIdKeyDictionary({t: src for t, src in found.values()})
+        return params, sources
+
+    def _restore_unconverted(self, layers: list[Layer]) -> None:
+        for layer in layers:
+            if not layer.converted and layer.weight is not None and _STORE.is_released(layer.weight.tensor):
+                warnings.warn(
+                    f"fp8pass: '{layer.name}' uses a weight released by an earlier graph but stays "
+                    f"unconverted here ({layer.reason}); its original dtype is restored from FP8.",
+                    stacklevel=2,
+                )
+                _STORE.restore(layer.weight.tensor)
+
+    def _fp8_weight(self, layer: Layer) -> _FP8Weight:
+        weight, new = _STORE.get_or_quantize(layer.weight.tensor, self.config, layer.name)
+        self.num_quantized += new
+        return weight
+
+    def _inner_compile(self, gm: fx.GraphModule, example_inputs: list[Any]) -> Any:
+        if self.inner == "eager":
+            return gm.forward
+        if self.inner == "aot_eager":
+            return _compat.aot_eager_compiler(DECOMPOSITIONS)(gm, example_inputs)
+        return _compat.inductor_compiler(self.mode, self.options, DECOMPOSITIONS)(gm, example_inputs)
+
+    def _release(
+        self, converted: list[Layer], weights: dict[int, _FP8Weight], sources: WeakIdKeyDictionary
+    ) -> None:
+        for layer in converted:
+            param, entry = layer.weight.tensor, weights[id(layer.weight.tensor)]
+            if entry.released or _compat.is_released(param):
+                continue
+            owners = _compat.owning_modules(param, sources[param])
+            if not owners:
+                layer.note = "original weight kept: its module could not be found to guard eager calls"
+            elif not _compat.release_storage(param):
+                layer.note = "original weight kept: it shares storage with other tensors"
+            else:
+                entry.released = True
+                for module in owners:
+                    _guard_eager_use(module, layer.weight.path.rpartition(".")[0] or layer.name)
+
+    def _record(self, layers: list[Layer], weights: dict[int, _FP8Weight]) -> None:
+        counted: dict[int, str] = {}
+        for layer in layers:
+            w = layer.weight.tensor if layer.weight is not None else None
+            before = w.numel() * w.element_size() if w is not None else 0
+            entry = weights.get(id(w)) if layer.converted else None
+            after = entry.q.numel() * entry.q.element_size() + entry.scale.numel() * 4 if entry else before
+            note = layer.note
+            if w is not None and id(w) in counted:
+                before = after = 0
+                note = note or f"weight bytes counted under '{counted[id(w)]}'"
+            elif w is not None:
+                counted[id(w)] = layer.name
+            key = (layer.name, layer.weight.path if layer.weight else layer.node.name)
+            self._rows[key] = LayerReport(
+                name=layer.name,
+                kind=layer.kind,
+                converted=layer.converted,
+                reason=layer.reason,
+                compute=layer.compute,
+                bytes_before=before,
+                bytes_after=after,
+                weight=layer.weight.path if layer.weight else "",
+                shape=tuple(w.shape) if w is not None else (),
+                dtype=str(self.config.dtype if entry else (w.dtype if w is not None else "")).replace(
+                    "torch.", ""
+                ),
+                granularity=self.config.granularity if entry else None,
+                released=bool(entry and entry.released),
+                note=note,
+            )
+            if not layer.converted:
+                log.debug("fp8pass: %s stays unconverted: %s", layer.name, layer.reason)
+
+
+def _refuse_training(converted: list[Layer]) -> None:
+    if not torch.is_grad_enabled():
+        return
+    needs_grad = [layer.weight.path for layer in converted if layer.weight.tensor.requires_grad]
+    if needs_grad:
+        raise RuntimeError(
+            f"fp8pass is inference-only, but this graph runs with grad enabled and {len(needs_grad)} "
+            f"weights to convert require grad (first: '{needs_grad[0]}'); FP8 weights would give wrong "
+            "gradients. Call the model under torch.no_grad() or torch.inference_mode(), or call "
+            "model.requires_grad_(False) first."
+        )
+
+
+def _guard_eager_use(module: torch.nn.Module, name: str) -> None:
+    """Make eager use of a module whose weight storage was released fail with a clear error,
+    instead of reading freed memory."""
+    if module in _GUARDED:
+        return
+    _GUARDED.add(module)
+    module.register_forward_pre_hook(functools.partial(_refuse_eager_call, name))
+    module.register_state_dict_pre_hook(functools.partial(_refuse_state_dict, name))
+
+
+def _refuse_eager_call(name: str, module: torch.nn.Module, args: Any) -> None:
+    if torch.compiler.is_compiling():
+        return
+    raise RuntimeError(
+        f"fp8pass: '{name}' ({type(module).__name__}) cannot run eagerly: torch.compile with the "
+        "fp8pass backend moved its weight to FP8 and released the original storage. Call the module "
+        "that torch.compile returned instead (if that is what you did, torch.compile fell back to "
+        "eager, e.g. at torch._dynamo.config.recompile_limit), or compile with "
+        "FP8Config(release_weights=False) to keep the original weights."
+    )
+
+
+def _refuse_state_dict(name: str, module: torch.nn.Module, prefix: str, keep_vars: bool) -> None:
+    raise RuntimeError(
+        f"fp8pass: cannot take the state_dict of '{name}': its original weight was released when "
+        "fp8pass converted it to FP8. Save the model before compiling it, or compile with "
+        "FP8Config(release_weights=False)."
+    )
+
+
+#: The default backend, ready for ``torch.compile(model, backend=fp8_backend)``.
+fp8_backend = FP8Backend()

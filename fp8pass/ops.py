@@ -1,0 +1,111 @@
+"""The custom ops the pass puts in the graph, and the decompositions Inductor sees.
+
+Each op has one implementation, ``*_math``, written in plain PyTorch ops. It serves three roles:
+the eager kernel, the fake (meta) kernel (run on fake tensors it yields the exact output shape
+and strides, channels_last included), and the decomposition handed to AOT autograd, so that the
+compiler sees ``convert_element_type -> mm -> mul`` rather than an opaque call.
+
+The cast ops apply the scale to the *output* (per tensor or per output channel both commute with
+the matmul), so the only thing in front of the matmul is a pure dtype conversion: Inductor can fuse
+that into its Triton matmul template (prologue fusion), and the scale multiply into the epilogue.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["ACTIVATION_DTYPE", "DECOMPOSITIONS", "conv", "linear", "scaled_conv", "scaled_linear"]
+
+# Activations are quantized to e4m3: more mantissa than e5m2, and _scaled_mm refuses e5m2 x e5m2.
+ACTIVATION_DTYPE = torch.float8_e4m3fn
+_ACT_MAX = float(torch.finfo(ACTIVATION_DTYPE).max)
+_MIN_AMAX = 1e-12
+_CONV_FNS = {3: F.conv1d, 4: F.conv2d, 5: F.conv3d}
+
+
+def _epilogue(y: Tensor, scale: Tensor, bias: Tensor | None, spatial_dims: int) -> Tensor:
+    """``y * scale + bias`` in float32, rounded once to ``y``'s dtype; channel is dim -(spatial+1)."""
+    shape = (-1,) + (1,) * spatial_dims
+    out = y.float() * (scale.view(shape) if scale.dim() else scale)
+    if bias is not None:
+        out = out + bias.float().view(shape)
+    return out.to(y.dtype)
+
+
+def linear_math(x: Tensor, weight: Tensor, scale: Tensor, bias: Tensor | None) -> Tensor:
+    return _epilogue(F.linear(x, weight.to(x.dtype)), scale, bias, 0)
+
+
+def conv_math(
+    x: Tensor,
+    weight: Tensor,
+    scale: Tensor,
+    bias: Tensor | None,
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    groups: int,
+) -> Tensor:
+    spatial = weight.dim() - 2
+    y = _CONV_FNS[weight.dim()](x, weight.to(x.dtype), None, stride, padding, dilation, groups)
+    return _epilogue(y, scale, bias, spatial)
+
+
+def _quantize_activation(x2d: Tensor, rowwise: bool) -> tuple[Tensor, Tensor]:
+    # Plain ops on purpose: Inductor fuses them with whatever produced x.
+    xf = x2d.float()
+    amax = xf.abs().amax(dim=-1, keepdim=True) if rowwise else xf.abs().amax()
+    a_scale = amax.clamp(min=_MIN_AMAX) / _ACT_MAX
+    xq = (xf / a_scale).clamp(-_ACT_MAX, _ACT_MAX).to(ACTIVATION_DTYPE)
+    return xq, a_scale
+
+
+def scaled_linear_math(x: Tensor, weight: Tensor, scale: Tensor, bias: Tensor | None) -> Tensor:
+    from torchao.float8.inference import addmm_float8_unwrapped_inference
+
+    rowwise = scale.dim() == 1
+    n, k = weight.shape
+    xq, a_scale = _quantize_activation(x.reshape(-1, k), rowwise)
+    # weight is stored (N, K) row-major, so weight.t() is the column-major (K, N) operand
+    # _scaled_mm wants: a view, no per-call copy.
+    y = addmm_float8_unwrapped_inference(
+        xq,
+        a_scale,
+        weight.t(),
+        scale.view(1, n) if rowwise else scale,
+        output_dtype=x.dtype,
+        bias=bias,
+    )
+    return y.reshape(*x.shape[:-1], n)
+
+
+def scaled_conv_math(x: Tensor, weight: Tensor, scale: Tensor, bias: Tensor | None) -> Tensor:
+    """A 1x1 convolution (stride 1, no padding, one group) as an FP8 matmul over channels."""
+    spatial = weight.dim() - 2
+    channel_dim = -(spatial + 1)
+    y = scaled_linear_math(x.movedim(channel_dim, -1), weight.flatten(1), scale, bias)
+    return y.movedim(-1, channel_dim)
+
+
+def _define(name: str, math: Callable[..., Tensor]) -> torch._library.custom_ops.CustomOpDef:
+    op = torch.library.custom_op(f"fp8pass::{name}", math, mutates_args=())
+    op.register_fake(math)
+    return op
+
+
+linear = _define("linear", linear_math)
+conv = _define("conv", conv_math)
+scaled_linear = _define("scaled_linear", scaled_linear_math)
+scaled_conv = _define("scaled_conv", scaled_conv_math)
+
+#: op overload -> plain-PyTorch decomposition, for AOT autograd / Inductor.
+DECOMPOSITIONS: dict[torch._ops.OpOverload, Callable[..., Tensor]] = {
+    torch.ops.fp8pass.linear.default: linear_math,
+    torch.ops.fp8pass.conv.default: conv_math,
+    torch.ops.fp8pass.scaled_linear.default: scaled_linear_math,
+    torch.ops.fp8pass.scaled_conv.default: scaled_conv_math,
+}

@@ -1,0 +1,261 @@
+"""The FX rewrite: which linear / conv nodes become fp8pass ops, and why the others do not.
+
+:func:`plan` only decides (it reads the graph, the config and the weights' metadata);
+:func:`rewrite` only edits (it swaps the planned nodes for the ops in :mod:`fp8pass.ops`).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.fx as fx
+import torch.nn.functional as F
+
+from .config import FP8Config
+
+__all__ = ["Layer", "ParamRef", "plan", "rewrite"]
+
+_LINEAR = {torch._C._nn.linear, F.linear}
+_CONV = {torch.conv1d: 1, torch.conv2d: 2, torch.conv3d: 3}
+_CONV_TRANSPOSE = {torch.conv_transpose1d, torch.conv_transpose2d, torch.conv_transpose3d}
+_FLOAT_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
+_CAST_OPS = {"linear": torch.ops.fp8pass.linear.default, "conv": torch.ops.fp8pass.conv.default}
+_SCALED_OPS = {
+    "linear": torch.ops.fp8pass.scaled_linear.default,
+    "conv": torch.ops.fp8pass.scaled_conv.default,
+}
+
+
+@dataclass(frozen=True)
+class ParamRef:
+    """A graph input that is a module parameter: the tensor and its dotted path."""
+
+    tensor: torch.Tensor
+    path: str
+
+
+@dataclass
+class Layer:
+    """One linear / conv call in the graph and what the pass decided for it."""
+
+    node: fx.Node
+    name: str
+    kind: str
+    weight: ParamRef | None
+    reason: str = ""
+    compute: str | None = None
+    note: str = ""
+    conv_args: tuple[list[int], list[int], list[int], int] | None = None
+
+    @property
+    def converted(self) -> bool:
+        return not self.reason
+
+
+def plan(
+    graph: fx.Graph,
+    params: dict[fx.Node, ParamRef],
+    config: FP8Config,
+    module_path: Any,
+    is_quantized: Any = lambda t: False,
+) -> list[Layer]:
+    """Find every linear / conv call and decide whether it is converted, and with which compute.
+
+    ``module_path(node)`` names the module that made the call; ``is_quantized(tensor)`` says
+    whether a weight already has an FP8 copy (then its values are not read again).
+    """
+    layers = []
+    for node in graph.nodes:
+        kind = _layer_kind(node)
+        if kind is None:
+            continue
+        weight_node = _arg(node, 1, "weight")
+        weight = params.get(weight_node) if isinstance(weight_node, fx.Node) else None
+        name = module_path(node) or (weight.path.rpartition(".")[0] if weight else node.name)
+        layer = Layer(node, name, "conv" if kind != "linear" else "linear", weight)
+        layer.reason = _layer_reason(layer, kind, config, is_quantized)
+        layers.append(layer)
+    _unconvert_shared(layers, params)
+    for layer in layers:
+        if layer.converted:
+            layer.compute, layer.note = _choose_compute(layer, config)
+    return layers
+
+
+def _layer_kind(node: fx.Node) -> str | None:
+    if node.op != "call_function":
+        return None
+    if node.target in _LINEAR:
+        return "linear"
+    if node.target in _CONV:
+        return "conv"
+    if node.target in _CONV_TRANSPOSE:
+        return "conv_transpose"
+    return None
+
+
+def _arg(node: fx.Node, index: int, name: str, default: Any = None) -> Any:
+    if len(node.args) > index:
+        return node.args[index]
+    return node.kwargs.get(name, default)
+
+
+def _layer_reason(layer: Layer, kind: str, config: FP8Config, is_quantized: Any) -> str:
+    if kind == "conv_transpose":
+        return "transposed convolution is not supported"
+    if layer.weight is None:
+        return "weight is computed in the graph, not a module parameter"
+    if skip := config.skip_reason(layer.name):
+        return skip
+    w = layer.weight.tensor
+    if w.dtype not in _FLOAT_DTYPES:
+        return f"weight dtype {w.dtype} is not bfloat16, float16 or float32"
+    if w.numel() < config.min_weight_numel:
+        return f"weight has {w.numel()} elements, fewer than min_weight_numel={config.min_weight_numel}"
+    if kind == "conv":
+        args, why = _conv_args(layer.node, w)
+        if why:
+            return why
+        layer.conv_args = args
+    if not is_quantized(w) and not bool(torch.isfinite(w).all()):
+        return "weight contains NaN or Inf"
+    return ""
+
+
+def _conv_args(node: fx.Node, w: torch.Tensor) -> tuple[Any, str]:
+    dims = w.dim() - 2
+
+    def expand(v: Any) -> list[int]:
+        return list(v) if isinstance(v, (tuple, list)) else [v] * dims
+
+    stride = expand(_arg(node, 3, "stride", 1))
+    dilation = expand(_arg(node, 5, "dilation", 1))
+    groups = _arg(node, 6, "groups", 1)
+    padding = _arg(node, 4, "padding", 0)
+    if padding == "valid":
+        padding = 0
+    elif padding == "same":
+        total = [d * (k - 1) for d, k in zip(dilation, w.shape[2:])]
+        if any(t % 2 for t in total):
+            return None, "padding='same' with an even effective kernel pads asymmetrically"
+        padding = [t // 2 for t in total]
+    return (stride, expand(padding), dilation, groups), ""
+
+
+def _unconvert_shared(layers: list[Layer], params: dict[fx.Node, ParamRef]) -> None:
+    """A weight is converted only if every use of it in the graph is a convertible layer."""
+    by_weight: dict[fx.Node, list[Layer]] = defaultdict(list)
+    for layer in layers:
+        if layer.weight is not None:
+            by_weight[_arg(layer.node, 1, "weight")].append(layer)
+    for weight_node, users in by_weight.items():
+        layer_nodes = {layer.node for layer in users}
+        other = [u for u in weight_node.users if u not in layer_nodes]
+        blocker = next((u for u in users if not u.converted), None)
+        for layer in users:
+            if not layer.converted:
+                continue
+            if other:
+                layer.reason = f"weight is also read by {other[0].target} outside a linear/conv"
+            elif blocker is not None:
+                layer.reason = (
+                    f"weight shared with '{blocker.name}', which stays unconverted ({blocker.reason})"
+                )
+
+
+def _choose_compute(layer: Layer, config: FP8Config) -> tuple[str, str]:
+    w = layer.weight.tensor
+    compute = config.compute
+    if compute == "auto":
+        compute = "scaled_mm" if _has_fp8_matmul(w.device) else "cast"
+    if compute == "cast":
+        return "cast", ""
+    why = _scaled_mm_obstacle(layer)
+    return ("cast", f"cast instead of scaled_mm: {why}") if why else ("scaled_mm", "")
+
+
+def _scaled_mm_obstacle(layer: Layer) -> str:
+    w = layer.weight.tensor
+    out_features, in_features = w.shape[0], w.shape[1]
+    if layer.kind == "conv":
+        stride, padding, _, groups = layer.conv_args
+        if any(k != 1 for k in w.shape[2:]) or any(s != 1 for s in stride) or any(padding) or groups != 1:
+            return "only 1x1 convolutions (stride 1, no padding, one group) run as FP8 matmuls"
+    if in_features % 16 or out_features % 16:
+        return f"FP8 matmul needs in/out features divisible by 16, got {in_features}/{out_features}"
+    x = _arg(layer.node, 0, "input")
+    x_val = x.meta.get("example_value") if isinstance(x, fx.Node) else None
+    if x_val is None or x_val.dtype != torch.bfloat16:
+        return f"FP8 matmul output is bfloat16 only; activation is {getattr(x_val, 'dtype', 'unknown')}"
+    return ""
+
+
+def _has_fp8_matmul(device: torch.device) -> bool:
+    return device.type == "cuda" and torch.cuda.get_device_capability(device) >= (8, 9)
+
+
+def rewrite(
+    gm: fx.GraphModule, layers: list[Layer], fp8_weights: dict[int, tuple[torch.Tensor, torch.Tensor]]
+) -> fx.GraphModule:
+    """A new GraphModule in which each converted layer calls an fp8pass op.
+
+    ``fp8_weights`` maps ``id(weight parameter)`` to its ``(fp8 weight, scale)``; they become
+    buffers of the new module's root. The original graph and module are left untouched.
+    """
+    root = torch.nn.Module()
+    graph = fx.Graph()
+    env: dict[fx.Node, fx.Node] = {}
+    graph.output(graph.graph_copy(gm.graph, env))
+    graph._codegen = copy.deepcopy(gm.graph._codegen)
+    for node in gm.graph.nodes:
+        if node.op == "get_attr":
+            _set_attr(root, node.target, _get_attr(gm, node.target))
+
+    attrs: dict[int, tuple[fx.Node, fx.Node]] = {}
+    for layer in layers:
+        if not layer.converted:
+            continue
+        old = env[layer.node]
+        key = id(layer.weight.tensor)
+        with graph.inserting_before(old):
+            if key not in attrs:
+                stem = "fp8_" + layer.weight.path.replace(".", "_")
+                q, scale = fp8_weights[key]
+                root.register_buffer(stem, q)
+                root.register_buffer(stem + "_scale", scale)
+                attrs[key] = (graph.get_attr(stem), graph.get_attr(stem + "_scale"))
+            q_node, scale_node = attrs[key]
+            x, bias = _arg(old, 0, "input"), _arg(old, 2, "bias")
+            if layer.compute == "scaled_mm":
+                new = graph.call_function(_SCALED_OPS[layer.kind], (x, q_node, scale_node, bias))
+            elif layer.kind == "conv":
+                new = graph.call_function(_CAST_OPS["conv"], (x, q_node, scale_node, bias, *layer.conv_args))
+            else:
+                new = graph.call_function(_CAST_OPS["linear"], (x, q_node, scale_node, bias))
+        new.meta = dict(old.meta)
+        old.replace_all_uses_with(new)
+        graph.erase_node(old)
+    graph.lint()
+    return fx.GraphModule(root, graph, class_name="FP8GraphModule")
+
+
+def _get_attr(mod: torch.nn.Module, target: str) -> Any:
+    for part in target.split("."):
+        mod = getattr(mod, part)
+    return mod
+
+
+def _set_attr(root: torch.nn.Module, target: str, value: Any) -> None:
+    *path, last = target.split(".")
+    for part in path:
+        if not hasattr(root, part):
+            root.add_module(part, torch.nn.Module())
+        root = getattr(root, part)
+    if isinstance(value, torch.Tensor) and not isinstance(value, torch.nn.Parameter):
+        root.register_buffer(last, value)
+    else:
+        setattr(root, last, value)
