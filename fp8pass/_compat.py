@@ -15,7 +15,7 @@ import torch.fx as fx
 
 _ROOT = re.compile(r"""^[LG]\[['"][^'"]*['"]\]\.?""")
 _TOKEN = re.compile(r"""\.(\w+)|\[['"]?([^'"\]]+)['"]?\]""")
-_CONTAINERS = {"_modules", "_parameters", "_buffers"}
+_CONTAINERS = {"_modules", "_parameters", "_buffers", "__dict__"}
 
 
 def graph_parameters(
@@ -28,7 +28,7 @@ def graph_parameters(
     """
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
     found = {}
-    for node, value in zip(placeholders, example_inputs):
+    for node, value in zip(placeholders, example_inputs, strict=True):
         grapharg = node.meta.get("grapharg")
         if isinstance(value, torch.nn.Parameter) and grapharg is not None:
             found[node] = (value, grapharg.source)

@@ -139,7 +139,7 @@ def _conv_args(node: fx.Node, w: torch.Tensor) -> tuple[Any, str]:
     if padding == "valid":
         padding = 0
     elif padding == "same":
-        total = [d * (k - 1) for d, k in zip(dilation, w.shape[2:])]
+        total = [d * (k - 1) for d, k in zip(dilation, w.shape[2:], strict=True)]
         if any(t % 2 for t in total):
             return None, "padding='same' with an even effective kernel pads asymmetrically"
         padding = [t // 2 for t in total]

@@ -60,20 +60,23 @@ def format_report(rows: Iterable[LayerReport], tablefmt: str = "github") -> str:
             "yes" if r.converted else "no",
             r.compute or "-",
             r.dtype,
-            _mib(r.bytes_before),
-            _mib(r.bytes_after),
+            _size(r.bytes_before),
+            _size(r.bytes_after),
             r.reason or r.note,
         ]
         for r in rows
     ]
-    headers = ["layer", "kind", "fp8", "compute", "stored as", "MiB before", "MiB after", "reason / note"]
+    headers = ["layer", "kind", "fp8", "compute", "stored as", "before", "after", "reason / note"]
     s = summarize(rows)
     total = (
         f"{s['converted']}/{s['layers']} layers converted; linear/conv weights "
-        f"{_mib(s['bytes_before'])} MiB -> {_mib(s['bytes_after'])} MiB ({s['ratio']:.3f}x)"
+        f"{_size(s['bytes_before'])} -> {_size(s['bytes_after'])} ({s['ratio']:.3f}x)"
     )
     return tabulate(table, headers=headers, tablefmt=tablefmt) + "\n" + total
 
 
-def _mib(n: int) -> str:
-    return f"{n / 2**20:.2f}"
+def _size(n: int) -> str:
+    for unit, factor in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= factor:
+            return f"{n / factor:.2f} {unit}"
+    return f"{n} B"

@@ -1,0 +1,160 @@
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from fp8pass import FP8Config, _compat
+from fp8pass.passes import ParamRef, plan, rewrite
+from fp8pass.quantize import quantize_weight
+
+from .helpers import BF16, TOY_CONVERTED, sqnr
+
+
+def plan_for(model, *inputs, config=None):
+    """Plan on the graph torch.compile hands a backend (read inside the backend call: Dynamo
+    strips the parameter sources from the graph's metadata once the backend returns)."""
+    seen = {}
+
+    def backend(gm, example_inputs):
+        found = _compat.graph_parameters(gm, example_inputs)
+        params = {n: ParamRef(t, _compat.source_path(s)) for n, (t, s) in found.items()}
+        seen["gm"], seen["inputs"] = gm, example_inputs
+        seen["layers"] = plan(gm.graph, params, config or FP8Config(), _compat.module_path)
+        return gm.forward
+
+    with torch.no_grad():
+        torch.compile(model, backend=backend, fullgraph=True)(*inputs)
+    return seen["gm"], seen["inputs"], seen["layers"]
+
+
+def by_name(layers):
+    return {layer.name: layer for layer in layers}
+
+
+def test_toy_plan(toy, toy_input):
+    _, _, layers = plan_for(toy, toy_input)
+    layers = by_name(layers)
+    assert set(layers) == TOY_CONVERTED | {"conv_in", "proj_out"}
+    assert {n for n, layer in layers.items() if layer.converted} == TOY_CONVERTED
+    assert layers["conv_in"].reason == "matches skip pattern '^conv_in$'"
+    assert "skip pattern" in layers["proj_out"].reason
+    assert layers["fc2_tied"].weight.path == "fc2.weight"  # the tied weight is fc2's
+    assert layers["conv3d"].kind == "conv" and layers["conv3d"].conv_args == (
+        [1, 1, 1],
+        [0, 1, 1],
+        [1, 1, 1],
+        1,
+    )
+    assert all(layer.compute == "cast" for layer in layers.values() if layer.converted)  # auto on CPU
+
+
+def test_rewrite_swaps_in_named_ops_and_keeps_the_original_graph(toy, toy_input):
+    gm, example_inputs, layers = plan_for(toy, toy_input)
+    weights = {
+        id(la.weight.tensor): quantize_weight(la.weight.tensor, torch.float8_e4m3fn, "channel")
+        for la in layers
+        if la.converted
+    }
+    new = rewrite(gm, layers, weights)
+    targets = [str(n.target) for n in new.graph.nodes if n.op == "call_function"]
+    assert targets.count("fp8pass.linear.default") == 3
+    assert targets.count("fp8pass.conv.default") == 2
+    assert targets.count(str(torch._C._nn.linear)) == 1  # proj_out, skipped
+    # the shared weight is stored once
+    fp8_buffers = [name for name, b in new.named_buffers() if b.dtype == torch.float8_e4m3fn]
+    assert len(fp8_buffers) == 4 and "fp8_fc2_weight" in fp8_buffers
+    # Dynamo's graph is untouched
+    assert not any("fp8pass" in str(n.target) for n in gm.graph.nodes)
+    with torch.no_grad():
+        ref = gm(*example_inputs)[0]
+        out = new(*example_inputs)[0]
+    assert sqnr(ref, out) > 25
+
+
+class Odd(nn.Module):
+    """One layer per reason a layer stays unconverted."""
+
+    def __init__(self):
+        super().__init__()
+        self.up = nn.ConvTranspose2d(16, 16, 2, stride=2)
+        self.base = nn.Linear(64, 64)
+        self.small = nn.Linear(64, 16)
+        self.read_elsewhere = nn.Linear(64, 64)
+        self.proj_out = nn.Linear(64, 64)  # skipped by default ...
+        self.shares_with_skipped = nn.Linear(64, 64)
+        self.shares_with_skipped.weight = self.proj_out.weight  # ... so this one cannot convert
+        self.nan = nn.Linear(64, 64)
+        self.same_even = nn.Conv2d(16, 16, 4, padding="same")
+        self.same_odd = nn.Conv2d(16, 16, 3, padding="same")
+        with torch.no_grad():
+            self.nan.weight[3, 3] = float("nan")
+
+    def forward(self, x, img):
+        h = self.base(x)
+        h = h + F.linear(x, self.base.weight * 2)  # weight computed in the graph
+        h = h + self.read_elsewhere(x) * self.read_elsewhere.weight.mean()
+        h = self.shares_with_skipped(self.proj_out(h)) + self.nan(x)
+        img = self.same_odd(self.same_even(self.up(img)))
+        return h, self.small(x), img
+
+
+def test_every_unconverted_layer_has_its_reason():
+    model = Odd().to(BF16).requires_grad_(False)
+    inputs = (torch.randn(2, 64, dtype=BF16), torch.randn(1, 16, 4, 4, dtype=BF16))
+    _, _, layers = plan_for(model, *inputs, config=FP8Config(min_weight_numel=2048))
+    reasons = {la.name: la.reason for la in layers}
+    assert reasons["up"] == "transposed convolution is not supported"
+    assert reasons["small"] == "weight has 1024 elements, fewer than min_weight_numel=2048"
+    assert reasons["read_elsewhere"].startswith("weight is also read by")
+    assert reasons["shares_with_skipped"] == (
+        "weight shared with 'proj_out', which stays unconverted (matches skip pattern '^(conv_out|proj_out)$')"
+    )
+    assert reasons["nan"] == "weight contains NaN or Inf"
+    assert reasons["same_even"] == "padding='same' with an even effective kernel pads asymmetrically"
+    assert reasons["same_odd"] == ""
+    computed = [la for la in layers if la.weight is None and la.kind == "linear"]
+    assert (
+        len(computed) == 1 and computed[0].reason == "weight is computed in the graph, not a module parameter"
+    )
+    # 'base' is read by the computed-weight expression too, so it cannot be converted either
+    assert reasons["base"].startswith("weight is also read by")
+    same_odd = by_name(layers)["same_odd"]
+    assert same_odd.conv_args[1] == [1, 1]
+
+
+class ScaledShapes(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.ok = nn.Linear(64, 128)
+        self.odd = nn.Linear(64, 72 + 1)
+        self.pw = nn.Conv2d(64, 64, 1)
+        self.k3 = nn.Conv2d(64, 64, 3, padding=1)
+
+    def forward(self, x, img):
+        return self.ok(x), self.odd(x), self.k3(self.pw(img))
+
+
+def test_scaled_mm_falls_back_to_cast_where_shapes_forbid_it():
+    model = ScaledShapes().to(BF16).requires_grad_(False)
+    inputs = (torch.randn(4, 64, dtype=BF16), torch.randn(1, 64, 4, 4, dtype=BF16))
+    _, _, layers = plan_for(model, *inputs, config=FP8Config(compute="scaled_mm", min_weight_numel=0))
+    layers = by_name(layers)
+    assert layers["ok"].compute == "scaled_mm" and layers["pw"].compute == "scaled_mm"
+    assert layers["odd"].compute == "cast" and "divisible by 16, got 64/73" in layers["odd"].note
+    assert layers["k3"].compute == "cast" and "only 1x1 convolutions" in layers["k3"].note
+
+
+def test_scaled_mm_needs_bf16_activations():
+    model = ScaledShapes().float().requires_grad_(False)
+    inputs = (torch.randn(4, 64), torch.randn(1, 64, 4, 4))
+    _, _, layers = plan_for(model, *inputs, config=FP8Config(compute="scaled_mm", min_weight_numel=0))
+    assert by_name(layers)["ok"].compute == "cast"
+    assert "activation is torch.float32" in by_name(layers)["ok"].note
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32])
+def test_other_float_models_convert(dtype):
+    model = ScaledShapes().to(dtype).requires_grad_(False)
+    inputs = (torch.randn(4, 64, dtype=dtype), torch.randn(1, 64, 4, 4, dtype=dtype))
+    _, _, layers = plan_for(model, *inputs, config=FP8Config(min_weight_numel=0))
+    assert all(la.converted for la in layers)

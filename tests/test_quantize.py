@@ -1,0 +1,64 @@
+import pytest
+import torch
+
+from fp8pass.quantize import dequantize_weight, fp8_max, quantize_weight
+
+from .helpers import sqnr
+
+DTYPES = [torch.float8_e4m3fn, torch.float8_e5m2]
+# Round-to-nearest relative error is at most 2**-(mantissa bits + 1) for normal values.
+MANTISSA = {torch.float8_e4m3fn: 3, torch.float8_e5m2: 2}
+# SQNR of a uniform rounding error on Gaussian weights: ~6 dB per mantissa bit, minus margins.
+MIN_SQNR = {torch.float8_e4m3fn: 28.0, torch.float8_e5m2: 22.0}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("granularity", ["tensor", "channel"])
+@pytest.mark.parametrize("shape", [(256, 128), (64, 32, 3, 3), (32, 16, 1, 3, 3)])
+def test_round_trip_error_bound(dtype, granularity, shape):
+    torch.manual_seed(0)
+    w = (torch.randn(shape) * 0.02 * torch.logspace(0, 1, shape[0]).view(-1, *[1] * (len(shape) - 1))).to(
+        torch.bfloat16
+    )
+    q, scale = quantize_weight(w, dtype, granularity)
+    assert q.dtype == dtype and q.shape == w.shape and q.is_contiguous()
+    assert scale.dtype == torch.float32
+    assert scale.shape == ((shape[0],) if granularity == "channel" else ())
+    back = dequantize_weight(q, scale, torch.float32)
+    err = (back - w.float()).abs()
+    # Per element: relative rounding bound for normal values, plus half of the smallest
+    # subnormal step of the element's scale for values that fall below the normal range.
+    s = scale.view(-1, *[1] * (len(shape) - 1)) if scale.dim() else scale
+    tiny = torch.finfo(dtype).smallest_normal * 2.0 ** -MANTISSA[dtype]
+    bound = w.float().abs() * 2.0 ** -(MANTISSA[dtype] + 1) + s * tiny
+    assert (err <= bound * 1.0001).all()
+    assert sqnr(w, back) > MIN_SQNR[dtype]
+
+
+def test_channel_scales_beat_tensor_scale_on_uneven_channels():
+    torch.manual_seed(0)
+    # e4m3 spans ~2**15 of normal range: rows 1e5x below the absmax land in subnormals
+    # under one per-tensor scale, while per-channel scales keep every row in range.
+    w = torch.randn(64, 64) * torch.logspace(-5, 0, 64).view(-1, 1)
+    per_tensor = dequantize_weight(*quantize_weight(w, torch.float8_e4m3fn, "tensor"), torch.float32)
+    per_channel = dequantize_weight(*quantize_weight(w, torch.float8_e4m3fn, "channel"), torch.float32)
+    small = slice(0, 8)
+    assert sqnr(w[small], per_channel[small]) > sqnr(w[small], per_tensor[small]) + 10
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_absmax_maps_to_fp8_max_and_nothing_overflows(dtype):
+    w = torch.tensor([[1e6, -2e6, 3.0], [0.0, 1e-3, -5.0]])
+    q, scale = quantize_weight(w, dtype, "channel")
+    assert torch.isfinite(q.float()).all()
+    assert q.float().abs().amax(dim=1).tolist() == [fp8_max(dtype)] * 2
+
+
+def test_all_zero_weight_is_finite():
+    q, scale = quantize_weight(torch.zeros(16, 16), torch.float8_e4m3fn, "channel")
+    assert (q.float() == 0).all() and (scale > 0).all() and torch.isfinite(scale).all()
+
+
+def test_bad_granularity():
+    with pytest.raises(ValueError, match="granularity"):
+        quantize_weight(torch.ones(4, 4), torch.float8_e4m3fn, "row")
