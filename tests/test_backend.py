@@ -1,0 +1,406 @@
+import copy
+import re
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn as nn
+from torch._inductor.utils import run_and_get_code
+
+import fp8pass
+from fp8pass import FP8Backend, FP8Config
+from fp8pass.passes import _has_fp8_matmul
+
+from .helpers import (
+    BF16,
+    TOY_CONVERTED,
+    TOY_CONVERTED_WEIGHTS,
+    ToyDenoiser,
+    compile_fp8,
+    cuda_only,
+    live_cpu_tensor_bytes,
+    sqnr,
+)
+
+
+def run(model, *inputs):
+    with torch.no_grad():
+        return model(*inputs)
+
+
+# -- fidelity ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("inner", ["eager", "aot_eager"])
+def test_cast_channel_sqnr(toy, toy_input, inner):
+    ref = run(copy.deepcopy(toy), toy_input)
+    cm, be = compile_fp8(toy, FP8Config(compute="cast", granularity="channel"), inner=inner, fullgraph=True)
+    assert sqnr(ref, run(cm, toy_input)) > 25
+
+
+@pytest.mark.parametrize("granularity", ["tensor", "channel"])
+def test_scaled_mm_sqnr(toy, toy_input, granularity):
+    ref = run(copy.deepcopy(toy), toy_input)
+    cm, be = compile_fp8(toy, FP8Config(compute="scaled_mm", granularity=granularity), fullgraph=True)
+    assert sqnr(ref, run(cm, toy_input)) > 20
+    computes = {r.name: r.compute for r in be.report() if r.converted}
+    # fc1 / fc2 are 64->128->64 linears; the 3x3 convs stay on the cast path
+    assert computes == {
+        "conv": "cast",
+        "conv3d": "cast",
+        "fc1": "scaled_mm",
+        "fc2": "scaled_mm",
+        "fc2_tied": "scaled_mm",
+    }
+
+
+def test_e5m2_storage(toy, toy_input):
+    ref = run(copy.deepcopy(toy), toy_input)
+    cm, be = compile_fp8(toy, FP8Config(dtype=torch.float8_e5m2))
+    assert sqnr(ref, run(cm, toy_input)) > 20
+    assert {r.dtype for r in be.report() if r.converted} == {"float8_e5m2"}
+
+
+# -- graphs ------------------------------------------------------------------------------------
+
+
+def test_fullgraph_has_no_graph_breaks(toy, toy_input):
+    torch._dynamo.utils.counters.clear()
+    cm, be = compile_fp8(toy, fullgraph=True)
+    run(cm, toy_input)
+    run(cm, toy_input)
+    assert be.num_graphs == 1  # and the eager-call guards added after compiling cause no recompile
+    assert not torch._dynamo.utils.counters["graph_break"]
+
+
+def test_report(toy, toy_input):
+    cm, be = compile_fp8(toy)
+    run(cm, toy_input)
+    rows = {r.name: r for r in be.report()}
+    assert {n for n, r in rows.items() if r.converted} == TOY_CONVERTED
+    assert rows["fc1"].kind == "linear" and rows["conv3d"].kind == "conv"
+    assert rows["fc1"].compute == "cast" and rows["conv_in"].compute is None
+    assert rows["fc1"].bytes_before == 64 * 128 * 2
+    assert rows["fc1"].bytes_after == 64 * 128 + 128 * 4  # fp8 bytes + one fp32 scale per channel
+    assert rows["fc1"].released and not rows["conv_in"].released
+    assert rows["fc2_tied"].bytes_before == 0 and "counted under 'fc2'" in rows["fc2_tied"].note
+    assert rows["proj_out"].reason.startswith("matches skip pattern")
+    table = be.report_table()
+    assert "5/7 layers converted" in table and "conv3d" in table
+
+
+# -- memory ------------------------------------------------------------------------------------
+
+
+def _fp8_bytes(rows):
+    converted = [r for r in rows if r.converted]
+    return sum(r.bytes_before for r in converted), sum(r.bytes_after for r in converted)
+
+
+def test_memory_really_drops():
+    torch.manual_seed(0)
+    model = ToyDenoiser(ch=256, hidden=512).to(BF16).requires_grad_(False)
+    x = torch.randn(1, 4, 8, 8, dtype=BF16)
+    before = live_cpu_tensor_bytes()
+    cm, be = compile_fp8(model)
+    out = run(cm, x)
+    del out
+    after = live_cpu_tensor_bytes()
+    bf16_bytes, fp8_bytes = _fp8_bytes(be.report())
+    scale_bytes = sum(4 * r.shape[0] for r in be.report() if r.converted and r.bytes_before)
+    assert bf16_bytes > 2_500_000
+    # the FP8 copies take at most 0.51x the bf16 bytes, plus their scales ...
+    assert fp8_bytes <= 0.51 * bf16_bytes + scale_bytes
+    # ... every converted weight's original storage is gone ...
+    assert all(
+        p.untyped_storage().nbytes() == 0 for p in (model.conv.weight, model.conv3d.weight, model.fc1.weight)
+    )
+    # ... and the process holds that much less: live tensors shrank by the bf16 bytes minus the
+    # fp8 bytes, give or take 2% of the bf16 bytes for what Dynamo and AOT autograd keep.
+    assert after - before <= fp8_bytes - bf16_bytes + 0.02 * bf16_bytes
+    # the model keeps its visible dtype, device and shapes
+    assert model.conv.weight.dtype == BF16 and model.fc1.weight.shape == (512, 256)
+    assert next(model.parameters()).device.type == "cpu"
+
+
+def test_eager_call_after_conversion_is_refused_clearly(toy, toy_input):
+    cm, _ = compile_fp8(toy)
+    run(cm, toy_input)
+    with pytest.raises(
+        RuntimeError, match=r"fp8pass: 'conv' \(Conv2d\) cannot run eagerly.*release_weights=False"
+    ):
+        run(toy, toy_input)
+    with pytest.raises(RuntimeError, match="cannot take the state_dict of 'conv'"):
+        toy.state_dict()
+    run(cm, toy_input)  # the compiled module still works
+
+
+def test_release_weights_false_keeps_eager_working(toy, toy_input):
+    ref = run(copy.deepcopy(toy), toy_input)
+    nbytes = toy.fc1.weight.untyped_storage().nbytes()
+    cm, be = compile_fp8(toy, FP8Config(release_weights=False))
+    assert sqnr(ref, run(cm, toy_input)) > 25
+    assert toy.fc1.weight.untyped_storage().nbytes() == nbytes
+    torch.testing.assert_close(run(toy, toy_input), ref, rtol=0, atol=0)
+    assert not any(r.released for r in be.report())
+
+
+# -- recompiles and graph breaks ---------------------------------------------------------------
+
+
+def test_recompiles_reuse_the_fp8_copies(toy):
+    reference = copy.deepcopy(toy)
+    cm, be = compile_fp8(toy)
+    shapes = [(2, 4, 16, 16), (3, 4, 16, 16), (2, 4, 24, 24)]
+    live = []
+    for shape in shapes:
+        x = torch.randn(shape, dtype=BF16)
+        assert sqnr(run(reference, x), run(cm, x)) > 25
+        live.append(live_cpu_tensor_bytes())
+    assert be.num_graphs >= 2  # the shape changes did recompile ...
+    assert be.num_quantized == TOY_CONVERTED_WEIGHTS  # ... and nothing was quantized twice
+    _, fp8_bytes = _fp8_bytes(be.report())
+    assert max(live) - live[0] < 0.1 * fp8_bytes  # no second copy of any weight
+
+
+def test_dynamic_shapes(toy):
+    reference = copy.deepcopy(toy)
+    cm, be = compile_fp8(toy, dynamic=True)
+    # no 1s and no equal sizes: Dynamo specializes the former and duck-sizes the latter
+    for shape in [(2, 4, 8, 16), (3, 4, 16, 8), (5, 4, 24, 32)]:
+        x = torch.randn(shape, dtype=BF16)
+        assert sqnr(run(reference, x), run(cm, x)) > 25
+    assert be.num_graphs == 1 and be.num_quantized == TOY_CONVERTED_WEIGHTS
+
+
+class Broken(nn.Module):
+    """A weight used on both sides of a graph break."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(128, 128)
+        self.b = nn.Linear(128, 128)
+        self.b.weight = self.a.weight
+
+    def forward(self, x):
+        h = self.a(x)
+        torch._dynamo.graph_break()
+        return self.b(torch.relu(h))
+
+
+def test_graph_break_shares_the_fp8_copy():
+    torch.manual_seed(0)
+    model = Broken().to(BF16).requires_grad_(False)
+    x = torch.randn(4, 128, dtype=BF16)
+    ref = run(copy.deepcopy(model), x)
+    cm, be = compile_fp8(model)
+    assert sqnr(ref, run(cm, x)) > 25
+    assert be.num_graphs == 2 and be.num_quantized == 1
+    assert [r.converted for r in be.report()] == [True, True]
+
+
+def test_one_weight_store_across_backends(toy, toy_input):
+    cm, first = compile_fp8(toy)
+    run(cm, toy_input)
+    torch._dynamo.reset()
+    cm2, second = compile_fp8(toy)
+    ref_second = run(cm2, toy_input)
+    assert second.num_quantized == 0 and torch.isfinite(ref_second).all()
+    torch._dynamo.reset()
+    cm3, third = compile_fp8(toy, FP8Config(granularity="tensor"))
+    with pytest.raises(Exception, match="already converted to FP8 with another dtype/granularity"):
+        run(cm3, toy_input)
+
+
+# -- inference only ----------------------------------------------------------------------------
+
+
+def test_grad_mode_with_trainable_weights_is_refused(toy_input):
+    model = ToyDenoiser().to(BF16)  # requires_grad=True
+    cm, _ = compile_fp8(model)
+    with pytest.raises(Exception, match=r"fp8pass is inference-only.*torch.no_grad\(\)"):
+        cm(toy_input)
+    assert model.fc1.weight.untyped_storage().nbytes() > 0  # nothing was released
+
+
+def test_trainable_weights_under_no_grad_are_fine(toy_input):
+    model = ToyDenoiser().to(BF16)
+    cm, be = compile_fp8(model)
+    assert torch.isfinite(run(cm, toy_input)).all()
+    assert len([r for r in be.report() if r.converted]) == 5
+
+
+# -- construction, registration, import ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"inner": "tvm"}, "FP8Backend inner must be one of 'inductor', 'aot_eager', 'eager'"),
+        ({"mode": "fast"}, "FP8Backend mode must be one of"),
+        ({"options": "max_autotune"}, "FP8Backend options must be a dict"),
+        ({"inner": "aot_eager", "mode": "max-autotune"}, "apply to inner='inductor' only"),
+        ({"config": {"compute": "cast"}}, "must be an FP8Config"),
+    ],
+)
+def test_backend_arguments_are_validated(kwargs, match):
+    config = kwargs.pop("config", None)
+    with pytest.raises(ValueError, match=re.escape(match)):
+        FP8Backend(config, **kwargs)
+
+
+def test_inductor_options_reach_inductor(toy, toy_input):
+    cm = torch.compile(toy, backend=FP8Backend(inner="inductor", options={"no_such_option": 1}))
+    with pytest.raises(Exception, match="no_such_option"):
+        run(cm, toy_input)
+
+
+def test_registered_name():
+    assert torch._dynamo.lookup_backend("fp8pass") is fp8pass.fp8_backend
+    assert "fp8pass" in torch._dynamo.list_backends()
+
+
+def test_import_touches_neither_inductor_nor_cuda():
+    code = (
+        "import sys, torch, fp8pass\n"
+        "assert 'torch._inductor' not in sys.modules, 'inductor imported'\n"
+        "assert 'torch._dynamo' not in sys.modules, 'dynamo imported'\n"
+        "assert not torch.cuda.is_initialized(), 'cuda initialized'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_auto_uses_the_weights_device(monkeypatch):
+    asked = []
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d: asked.append(d) or (9, 0))
+    assert not _has_fp8_matmul(torch.device("cpu"))
+    assert _has_fp8_matmul(torch.device("cuda", 1)) and asked == [torch.device("cuda", 1)]
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d: (8, 6))
+    assert not _has_fp8_matmul(torch.device("cuda", 0))
+
+
+# -- real Inductor compiles (slow on CPU: one per compute path) ----------------------------------
+
+
+_DEF = re.compile(r"auto (tmp\d+) = (.*);")
+_PURE_CAST = re.compile(r"^(at::vec::convert|c10::convert|static_cast)<[^()]*>\((tmp\d+)\)$")
+
+
+def _fp8_value_misuse(kernel: str) -> tuple[int, list[str]]:
+    """Follow every value loaded from an fp8 pointer of a generated C++ kernel until it is stored.
+    Returns (number of fp8 loads, lines where such a value takes part in anything but a cast)."""
+    pointers = re.findall(r"const at::Float8_e4m3fn\* (\w+)", kernel)
+    lines = [line.strip() for line in kernel.splitlines()]
+    loads, misuse = 0, []
+    for i, line in enumerate(lines):
+        m = _DEF.match(line)
+        if not m or not any(re.search(rf"\b{p}\b", m.group(2)) for p in pointers):
+            continue
+        loads += 1
+        derived = {m.group(1)}
+        for later in lines[i + 1 :]:
+            used = [v for v in derived if re.search(rf"\b{v}\b", later)]
+            if not used:
+                continue
+            d = _DEF.match(later)
+            if d and _PURE_CAST.match(d.group(2)):
+                derived.add(d.group(1))
+            elif ".store(" in later or later.startswith("transpose_mxn") or re.match(r"out_ptr\d+\[", later):
+                break
+            else:
+                misuse.append(later)
+                break
+    return loads, misuse
+
+
+@pytest.mark.inductor
+def test_inductor_cast_path_casts_the_weight_alone(toy, toy_input):
+    """In the generated code each fp8 weight is loaded, converted to bf16 and stored: no scale
+    multiply of the full weight (the scales multiply layer outputs instead)."""
+    ref = run(copy.deepcopy(toy), toy_input)
+    cm, be = compile_fp8(toy, FP8Config(compute="cast"), inner="inductor", fullgraph=True)
+    with torch.no_grad():
+        out, (code,) = run_and_get_code(cm, toy_input)
+    assert sqnr(ref, out) > 25
+    kernels = re.findall(r"async_compile\.cpp_pybinding\(.*?r\'\'\'(.*?)\'\'\'", code, flags=re.S)
+    results = [_fp8_value_misuse(k) for k in kernels]
+    assert sum(n for n, _ in results) >= TOY_CONVERTED_WEIGHTS
+    assert [line for _, bad in results for line in bad] == []
+
+
+def test_fp8_value_tracker_catches_a_scaled_weight():
+    kernel = """
+        const at::Float8_e4m3fn* in_ptr0, const float* in_ptr1
+        auto tmp0 = at::vec::Vectorized<at::Float8_e4m3fn>::loadu(in_ptr0 + x0, 16);
+        auto tmp1 = at::vec::convert<float>(tmp0);
+        auto tmp2 = tmp1 * tmp3;
+        tmp2.store(out_ptr0 + x0, 16);
+    """
+    assert _fp8_value_misuse(kernel) == (1, ["auto tmp2 = tmp1 * tmp3;"])
+    assert _fp8_value_misuse(kernel.replace("tmp1 * tmp3", "at::vec::convert<at::BFloat16>(tmp1)")) == (1, [])
+
+
+@pytest.mark.inductor
+def test_inductor_scaled_mm_path(toy, toy_input):
+    ref = run(copy.deepcopy(toy), toy_input)
+    cm, be = compile_fp8(toy, FP8Config(compute="scaled_mm"), inner="inductor", fullgraph=True)
+    with torch.no_grad():
+        out, (code,) = run_and_get_code(cm, toy_input)
+    assert sqnr(ref, out) > 20
+    assert code.count("_scaled_mm") >= 3  # fc1, fc2, fc2_tied
+
+
+@pytest.mark.inductor
+def test_registered_name_compiles_with_inductor():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 64), nn.GELU(), nn.Linear(64, 64)).to(BF16).requires_grad_(False)
+    x = torch.randn(8, 64, dtype=BF16)
+    ref = run(copy.deepcopy(model), x)
+    out = run(torch.compile(model, backend="fp8pass"), x)
+    assert sqnr(ref, out) > 25
+    assert {r.name for r in fp8pass.fp8_backend.report() if r.converted} >= {"0", "2"}
+
+
+# -- CUDA ----------------------------------------------------------------------------------------
+
+
+@cuda_only
+def test_cuda_memory_drops():
+    torch.manual_seed(0)
+    model = ToyDenoiser(ch=256, hidden=512).to("cuda", BF16).requires_grad_(False)
+    x = torch.randn(1, 4, 8, 8, dtype=BF16, device="cuda")
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()
+    cm, be = compile_fp8(model, FP8Config(compute="cast"))
+    run(cm, x)  # the output is dropped at once
+    torch.cuda.synchronize()
+    bf16_bytes, fp8_bytes = _fp8_bytes(be.report())
+    assert torch.cuda.memory_allocated() - before <= fp8_bytes - bf16_bytes + 0.05 * bf16_bytes
+
+
+@cuda_only
+@pytest.mark.skipif(
+    not torch.cuda.is_available() or torch.cuda.get_device_capability() < (9, 0), reason="needs sm90"
+)
+def test_cuda_max_autotune_fuses_the_cast_into_the_matmul():
+    """Under max-autotune, a Triton matmul kernel loads the fp8 weight itself."""
+    torch.manual_seed(0)
+    model = nn.Linear(1024, 1024).to("cuda", BF16).requires_grad_(False)
+    x = torch.randn(64, 1024, dtype=BF16, device="cuda")
+    ref = run(copy.deepcopy(model), x)
+    be = FP8Backend(FP8Config(compute="cast", min_weight_numel=0, skip=()), mode="max-autotune")
+    with torch.no_grad():
+        out, (code,) = run_and_get_code(torch.compile(model, backend=be), x)
+    assert sqnr(ref, out) > 25
+    kernels = code.split("@triton.jit")
+    assert any("tl.dot" in k and "fp8e4nv" in k for k in kernels), "no matmul kernel reads the fp8 weight"
+
+
+@cuda_only
+def test_cuda_auto_picks_scaled_mm_on_sm89():
+    model = nn.Linear(64, 64).to("cuda", BF16).requires_grad_(False)
+    cm, be = compile_fp8(model, FP8Config(min_weight_numel=0, skip=()))
+    run(cm, torch.randn(4, 64, dtype=BF16, device="cuda"))
+    want = "scaled_mm" if torch.cuda.get_device_capability() >= (8, 9) else "cast"
+    assert be.report()[0].compute == want
