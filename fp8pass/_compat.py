@@ -24,7 +24,7 @@ def graph_parameters(
     """Placeholders that are module parameters -> (the real parameter, its Dynamo source).
 
     Relies on Dynamo lifting parameters to graph inputs (``inline_inbuilt_nn_modules``, the
-    default) and recording ``node.meta["grapharg"].source``. Checked on torch 2.11, 2.13.
+    default) and recording ``node.meta["grapharg"].source``. Checked on torch 2.13.0 (CPU); 2.11 not yet checked.
     """
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
     found = {}
@@ -66,11 +66,12 @@ def _dotted(name: str) -> str:
     return ".".join(t for t in tokens if t not in _CONTAINERS)
 
 
-def owning_modules(param: torch.Tensor, source: Any) -> list[torch.nn.Module]:
-    """Modules that hold ``param`` directly, found by evaluating its Dynamo source in the frame
-    being compiled. Empty when that is not possible (then the caller keeps the bf16 weight).
+def root_module(source: Any) -> torch.nn.Module | None:
+    """The outermost module on the path of a parameter's Dynamo source (``L['self']`` for a
+    compiled module), found by evaluating the source's bases in the frame being compiled.
+    None when that is not possible (then the caller keeps the original weight).
 
-    Uses ``InstructionTranslator.current_tx()`` and ``Source.base``; checked on torch 2.11, 2.13.
+    Uses ``InstructionTranslator.current_tx()`` and ``Source.base``; checked on torch 2.13.0 (CPU); 2.11 not yet checked.
     """
     try:
         from torch._dynamo.symbolic_convert import InstructionTranslator
@@ -78,23 +79,23 @@ def owning_modules(param: torch.Tensor, source: Any) -> list[torch.nn.Module]:
         tx = InstructionTranslator.current_tx()
         scope = {"L": tx.f_locals, "G": tx.f_globals, "__builtins__": __builtins__}
     except Exception:
-        return []
-    src = source
+        return None
+    root, src = None, source
     while src is not None:
         try:
             value = eval(src.name, scope)
         except Exception:
             value = None
         if isinstance(value, torch.nn.Module):
-            return [m for m in value.modules() if any(p is param for p in m._parameters.values())]
+            root = value
         src = getattr(src, "base", None)
-    return []
+    return root
 
 
 def release_storage(t: torch.Tensor) -> bool:
     """Free ``t``'s memory but keep its shape, dtype, device and identity (so Dynamo's guards
     still pass). Reading it afterwards is undefined; callers must stop every eager read.
-    The same mechanism FSDP2 uses. Checked on torch 2.11, 2.13."""
+    The same mechanism FSDP2 uses. Checked on torch 2.13.0 (CPU); 2.11 not yet checked."""
     storage = t.untyped_storage()
     if t.storage_offset() != 0 or storage.nbytes() != t.numel() * t.element_size():
         return False
@@ -118,7 +119,7 @@ def inductor_compiler(
     """Inductor with ``torch.compile``'s ``mode``/``options`` semantics plus extra decompositions.
 
     ``compile_fx(..., config_patches=, decompositions=)`` and ``select_decomp_table`` are
-    internal; checked on torch 2.11, 2.13.
+    internal; checked on torch 2.13.0 (CPU); 2.11 not yet checked.
     """
     from torch._inductor import list_mode_options
     from torch._inductor.compile_fx import compile_fx

@@ -79,6 +79,7 @@ class _WeightStore:
 
 _STORE = _WeightStore()
 _GUARDED: weakref.WeakSet[torch.nn.Module] = weakref.WeakSet()
+_GUARDED_APPLY: weakref.WeakSet[torch.nn.Module] = weakref.WeakSet()
 
 
 class FP8Backend:
@@ -198,15 +199,14 @@ class FP8Backend:
             param, entry = layer.weight.tensor, weights[id(layer.weight.tensor)]
             if entry.released or _compat.is_released(param):
                 continue
-            owners = _compat.owning_modules(param, sources[param])
-            if not owners:
-                layer.note = "original weight kept: its module could not be found to guard eager calls"
+            root = _compat.root_module(sources[param])
+            if root is None:
+                layer.note = "original weight kept: its module could not be found to guard eager use"
             elif not _compat.release_storage(param):
                 layer.note = "original weight kept: it shares storage with other tensors"
             else:
                 entry.released = True
-                for module in owners:
-                    _guard_eager_use(module, layer.weight.path.rpartition(".")[0] or layer.name)
+                _guard_eager_use(root, param)
 
     def _record(self, layers: list[Layer], weights: dict[int, _FP8Weight]) -> None:
         counted: dict[int, str] = {}
@@ -256,14 +256,30 @@ def _refuse_training(converted: list[Layer]) -> None:
         )
 
 
-def _guard_eager_use(module: torch.nn.Module, name: str) -> None:
-    """Make eager use of a module whose weight storage was released fail with a clear error,
-    instead of reading freed memory."""
-    if module in _GUARDED:
-        return
-    _GUARDED.add(module)
-    module.register_forward_pre_hook(functools.partial(_refuse_eager_call, name))
-    module.register_state_dict_pre_hook(functools.partial(_refuse_state_dict, name))
+def _guard_eager_use(root: torch.nn.Module, param: torch.Tensor) -> None:
+    """Make eager use of modules whose weight storage was released fail with a clear error
+    instead of reading freed memory: calling or saving a module that owns ``param``, and moving
+    or casting it or any module above it (refused before anything has moved)."""
+    names = {id(m): name for name, m in root.named_modules(remove_duplicate=False)}
+    for name, module in root.named_modules(remove_duplicate=False):
+        if not any(p is param for p in module._parameters.values()):
+            continue
+        label = name or type(module).__name__
+        parts = name.split(".") if name else []
+        chain = [root.get_submodule(".".join(parts[:i])) for i in range(len(parts) + 1)]
+        for ancestor in chain:
+            if ancestor not in _GUARDED_APPLY:
+                _GUARDED_APPLY.add(ancestor)
+                # .to() / .cuda() / .float() / .half() copy parameters through Module._apply, which
+                # has no hook: shadow it on the instance (set while Dynamo compiles, before it
+                # builds its guards, so it costs no recompile).
+                ancestor._apply = functools.partial(
+                    _refuse_apply, label, names.get(id(ancestor)) or "the model"
+                )
+        if module not in _GUARDED:
+            _GUARDED.add(module)
+            module.register_forward_pre_hook(functools.partial(_refuse_eager_call, label))
+            module.register_state_dict_pre_hook(functools.partial(_refuse_state_dict, label))
 
 
 def _refuse_eager_call(name: str, module: torch.nn.Module, args: Any) -> None:
@@ -283,6 +299,14 @@ def _refuse_state_dict(name: str, module: torch.nn.Module, prefix: str, keep_var
         f"fp8pass: cannot take the state_dict of '{name}': its original weight was released when "
         "fp8pass converted it to FP8. Save the model before compiling it, or compile with "
         "FP8Config(release_weights=False)."
+    )
+
+
+def _refuse_apply(layer: str, target: str, *args: Any, **kwargs: Any) -> None:
+    raise RuntimeError(
+        f"fp8pass: cannot move or cast {target} (.to(), .cuda(), .float(), ...): the original weight "
+        f"of '{layer}' was released when fp8pass converted it to FP8; nothing was changed. Move and "
+        "cast the model before compiling it, or compile with FP8Config(release_weights=False)."
     )
 
 

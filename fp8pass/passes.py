@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +18,7 @@ import torch.nn.functional as F
 
 from .config import FP8Config
 
-__all__ = ["Layer", "ParamRef", "plan", "rewrite"]
+__all__ = ["Layer", "ParamRef", "plan", "rewrite", "weight_reason"]
 
 _LINEAR = {torch._C._nn.linear, F.linear}
 _CONV = {torch.conv1d: 1, torch.conv2d: 2, torch.conv3d: 3}
@@ -109,20 +110,34 @@ def _layer_reason(layer: Layer, kind: str, config: FP8Config, is_quantized: Any)
         return "transposed convolution is not supported"
     if layer.weight is None:
         return "weight is computed in the graph, not a module parameter"
-    if skip := config.skip_reason(layer.name):
-        return skip
     w = layer.weight.tensor
-    if w.dtype not in _FLOAT_DTYPES:
-        return f"weight dtype {w.dtype} is not bfloat16, float16 or float32"
-    if w.numel() < config.min_weight_numel:
-        return f"weight has {w.numel()} elements, fewer than min_weight_numel={config.min_weight_numel}"
+    if reason := weight_reason(layer.name, w, config, check_values=not is_quantized(w)):
+        return reason
     if kind == "conv":
         args, why = _conv_args(layer.node, w)
         if why:
             return why
         layer.conv_args = args
-    if not is_quantized(w) and not bool(torch.isfinite(w).all()):
+    return ""
+
+
+def weight_reason(name: str, w: torch.Tensor, config: FP8Config, check_values: bool = True) -> str:
+    """Why the layer ``name`` with weight ``w`` stays unconverted, or ``""``. The one rule shared
+    by the graph pass and the eager hooks, so that both convert exactly the same layers."""
+    if skip := config.skip_reason(name):
+        return skip
+    if w.dtype not in _FLOAT_DTYPES:
+        return f"weight dtype {w.dtype} is not bfloat16, float16 or float32"
+    if w.numel() < config.min_weight_numel:
+        return f"weight has {w.numel()} elements, fewer than min_weight_numel={config.min_weight_numel}"
+    if check_values and not bool(torch.isfinite(w).all()):
         return "weight contains NaN or Inf"
+    return ""
+
+
+def same_padding_reason(kernel: Sequence[int], dilation: Sequence[int]) -> str:
+    if any(d * (k - 1) % 2 for d, k in zip(dilation, kernel, strict=True)):
+        return "padding='same' with an even effective kernel pads asymmetrically"
     return ""
 
 
@@ -139,10 +154,9 @@ def _conv_args(node: fx.Node, w: torch.Tensor) -> tuple[Any, str]:
     if padding == "valid":
         padding = 0
     elif padding == "same":
-        total = [d * (k - 1) for d, k in zip(dilation, w.shape[2:], strict=True)]
-        if any(t % 2 for t in total):
-            return None, "padding='same' with an even effective kernel pads asymmetrically"
-        padding = [t // 2 for t in total]
+        if why := same_padding_reason(w.shape[2:], dilation):
+            return None, why
+        padding = [d * (k - 1) // 2 for d, k in zip(dilation, w.shape[2:], strict=True)]
     return (stride, expand(padding), dilation, groups), ""
 
 

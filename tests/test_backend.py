@@ -133,7 +133,17 @@ def test_eager_call_after_conversion_is_refused_clearly(toy, toy_input):
         run(toy, toy_input)
     with pytest.raises(RuntimeError, match="cannot take the state_dict of 'conv'"):
         toy.state_dict()
+    for move in (lambda: toy.to(torch.float16), lambda: toy.float()):
+        with pytest.raises(
+            RuntimeError, match=r"cannot move or cast the model \(.to\(\).*weight of '(conv|fc1)'"
+        ):
+            move()
+    with pytest.raises(RuntimeError, match="cannot move or cast conv .* weight of 'conv'"):
+        toy.conv.half()
+    assert {p.dtype for p in toy.parameters()} == {BF16}  # the refused moves changed nothing
     run(cm, toy_input)  # the compiled module still works
+    toy.conv_in.float()  # and a layer that kept its weights still moves
+    assert toy.conv_in.weight.dtype == torch.float32
 
 
 def test_release_weights_false_keeps_eager_working(toy, toy_input):

@@ -1,0 +1,393 @@
+"""Diffusion denoisers built from their published configs, with random weights and real-shape inputs.
+
+No model hub is needed: speed, memory and numerical fidelity depend on the architecture and the
+weight statistics, not on trained values. Every model has a ``-tiny`` twin of the same class (same
+block and layer kinds, small widths and depths) that runs on a CPU in seconds.
+
+    >>> model, inputs = build("sd15-tiny")          # doctest: +SKIP
+    >>> out = model(**inputs).sample                # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+__all__ = ["MODELS", "ZooModel", "build", "build_inputs", "build_model", "init_weights"]
+
+
+@dataclass(frozen=True)
+class ZooModel:
+    """A denoiser: its diffusers class, config and a maker of example inputs."""
+
+    name: str
+    cls: str
+    config: dict[str, Any]
+    inputs: Callable[..., dict[str, Any]]
+    shape_note: str = ""
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+def _unet_inputs(
+    batch: int, latent: int, text_len: int, text_dim: int, text_time: tuple[int, int] | None = None
+):
+    def make(g: torch.Generator, device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
+        out = {
+            "sample": _randn((batch, 4, latent, latent), g, device, dtype),
+            "timestep": torch.full((batch,), 500, device=device),
+            "encoder_hidden_states": _randn((batch, text_len, text_dim), g, device, dtype),
+        }
+        if text_time:
+            pooled, n_time = text_time
+            out["added_cond_kwargs"] = {
+                "text_embeds": _randn((batch, pooled), g, device, dtype),
+                "time_ids": torch.tensor(
+                    [[1024, 1024, 0, 0, 1024, 1024][:n_time]] * batch, device=device, dtype=dtype
+                ),
+            }
+        return out
+
+    return make
+
+
+def _flux_inputs(image_tokens: int, text_tokens: int, channels: int, text_dim: int, pooled: int):
+    def make(g: torch.Generator, device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
+        side = int(math.isqrt(image_tokens))
+        ids = torch.stack(torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij"), -1).reshape(
+            -1, 2
+        )
+        img_ids = torch.cat([torch.zeros(image_tokens, 1), ids.float()], dim=1).to(device)
+        return {
+            "hidden_states": _randn((1, image_tokens, channels), g, device, dtype),
+            "encoder_hidden_states": _randn((1, text_tokens, text_dim), g, device, dtype),
+            "pooled_projections": _randn((1, pooled), g, device, dtype),
+            "timestep": torch.tensor([0.5], device=device, dtype=dtype),
+            "img_ids": img_ids,
+            "txt_ids": torch.zeros(text_tokens, 3, device=device),
+            "guidance": torch.tensor([3.5], device=device, dtype=dtype),
+        }
+
+    return make
+
+
+def _sd3_inputs(latent: int, text_tokens: int, text_dim: int, pooled: int):
+    def make(g: torch.Generator, device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
+        return {
+            "hidden_states": _randn((1, 16, latent, latent), g, device, dtype),
+            "encoder_hidden_states": _randn((1, text_tokens, text_dim), g, device, dtype),
+            "pooled_projections": _randn((1, pooled), g, device, dtype),
+            "timestep": torch.tensor([500.0], device=device, dtype=dtype),
+        }
+
+    return make
+
+
+def _wan_inputs(frames: int, height: int, width: int, text_tokens: int, text_dim: int):
+    def make(g: torch.Generator, device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
+        return {
+            "hidden_states": _randn((1, 16, frames, height, width), g, device, dtype),
+            "timestep": torch.tensor([500], device=device),
+            "encoder_hidden_states": _randn((1, text_tokens, text_dim), g, device, dtype),
+        }
+
+    return make
+
+
+def _randn(
+    shape: tuple[int, ...], g: torch.Generator, device: torch.device, dtype: torch.dtype
+) -> torch.Tensor:
+    return torch.randn(shape, generator=g, device=g.device).to(device, dtype)
+
+
+_SDXL_BLOCKS = {
+    "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+    "up_block_types": ("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+}
+
+MODELS: dict[str, ZooModel] = {
+    m.name: m
+    for m in [
+        ZooModel(
+            "sd15",
+            "UNet2DConditionModel",
+            dict(
+                block_out_channels=(320, 640, 1280, 1280),
+                layers_per_block=2,
+                cross_attention_dim=768,
+                attention_head_dim=8,
+                sample_size=64,
+            ),
+            _unet_inputs(batch=2, latent=64, text_len=77, text_dim=768),
+            "512x512, batch 2 (classifier-free guidance)",
+        ),
+        ZooModel(
+            "sd15-tiny",
+            "UNet2DConditionModel",
+            dict(
+                block_out_channels=(64, 128),
+                down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+                layers_per_block=1,
+                cross_attention_dim=64,
+                attention_head_dim=8,
+                sample_size=16,
+            ),
+            _unet_inputs(batch=2, latent=16, text_len=8, text_dim=64),
+            "16x16 latents, batch 2",
+        ),
+        ZooModel(
+            "sdxl",
+            "UNet2DConditionModel",
+            dict(
+                block_out_channels=(320, 640, 1280),
+                **_SDXL_BLOCKS,
+                layers_per_block=2,
+                transformer_layers_per_block=(1, 2, 10),
+                attention_head_dim=(5, 10, 20),
+                cross_attention_dim=2048,
+                addition_embed_type="text_time",
+                addition_time_embed_dim=256,
+                projection_class_embeddings_input_dim=2816,
+                use_linear_projection=True,
+                sample_size=128,
+            ),
+            _unet_inputs(batch=2, latent=128, text_len=77, text_dim=2048, text_time=(1280, 6)),
+            "1024x1024, batch 2",
+        ),
+        ZooModel(
+            "sdxl-tiny",
+            "UNet2DConditionModel",
+            dict(
+                block_out_channels=(64, 128),
+                down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+                layers_per_block=1,
+                transformer_layers_per_block=(1, 2),
+                attention_head_dim=(2, 4),
+                cross_attention_dim=64,
+                addition_embed_type="text_time",
+                addition_time_embed_dim=8,
+                projection_class_embeddings_input_dim=32 + 6 * 8,
+                use_linear_projection=True,
+                sample_size=16,
+            ),
+            _unet_inputs(batch=2, latent=16, text_len=8, text_dim=64, text_time=(32, 6)),
+            "16x16 latents, batch 2",
+        ),
+        ZooModel(
+            "flux-dev",
+            "FluxTransformer2DModel",
+            dict(
+                patch_size=1,
+                in_channels=64,
+                num_layers=19,
+                num_single_layers=38,
+                attention_head_dim=128,
+                num_attention_heads=24,
+                joint_attention_dim=4096,
+                pooled_projection_dim=768,
+                guidance_embeds=True,
+                axes_dims_rope=(16, 56, 56),
+            ),
+            _flux_inputs(image_tokens=4096, text_tokens=512, channels=64, text_dim=4096, pooled=768),
+            "1024x1024 (4096 image + 512 text tokens), batch 1",
+        ),
+        ZooModel(
+            "flux-dev-512",
+            "FluxTransformer2DModel",
+            {},  # filled below: flux-dev's config at 512x512
+            _flux_inputs(image_tokens=1024, text_tokens=512, channels=64, text_dim=4096, pooled=768),
+            "512x512 (1024 image + 512 text tokens), batch 1",
+        ),
+        ZooModel(
+            "flux-dev-tiny",
+            "FluxTransformer2DModel",
+            dict(
+                patch_size=1,
+                in_channels=16,
+                num_layers=1,
+                num_single_layers=2,
+                attention_head_dim=32,
+                num_attention_heads=2,
+                joint_attention_dim=64,
+                pooled_projection_dim=32,
+                guidance_embeds=True,
+                axes_dims_rope=(8, 12, 12),
+            ),
+            _flux_inputs(image_tokens=64, text_tokens=8, channels=16, text_dim=64, pooled=32),
+            "64 image + 8 text tokens, batch 1",
+        ),
+        ZooModel(
+            "sd35-medium",
+            "SD3Transformer2DModel",
+            dict(
+                sample_size=128,
+                patch_size=2,
+                in_channels=16,
+                num_layers=24,
+                attention_head_dim=64,
+                num_attention_heads=24,
+                joint_attention_dim=4096,
+                caption_projection_dim=1536,
+                pooled_projection_dim=2048,
+                out_channels=16,
+                pos_embed_max_size=384,
+                dual_attention_layers=tuple(range(13)),
+                qk_norm="rms_norm",
+            ),
+            _sd3_inputs(latent=128, text_tokens=333, text_dim=4096, pooled=2048),
+            "1024x1024, 333 text tokens, batch 1",
+        ),
+        ZooModel(
+            "sd35-medium-tiny",
+            "SD3Transformer2DModel",
+            dict(
+                sample_size=16,
+                patch_size=2,
+                in_channels=16,
+                num_layers=2,
+                attention_head_dim=32,
+                num_attention_heads=2,
+                joint_attention_dim=64,
+                caption_projection_dim=64,
+                pooled_projection_dim=32,
+                out_channels=16,
+                pos_embed_max_size=32,
+                dual_attention_layers=(0,),
+                qk_norm="rms_norm",
+            ),
+            _sd3_inputs(latent=16, text_tokens=8, text_dim=64, pooled=32),
+            "16x16 latents, batch 1",
+        ),
+        ZooModel(
+            "wan21-1.3b",
+            "WanTransformer3DModel",
+            dict(
+                patch_size=(1, 2, 2),
+                num_attention_heads=12,
+                attention_head_dim=128,
+                in_channels=16,
+                out_channels=16,
+                text_dim=4096,
+                freq_dim=256,
+                ffn_dim=8960,
+                num_layers=30,
+                cross_attn_norm=True,
+                qk_norm="rms_norm_across_heads",
+            ),
+            _wan_inputs(frames=5, height=60, width=104, text_tokens=512, text_dim=4096),
+            "480p (60x104 latents), 5 latent frames (17 video frames), batch 1",
+        ),
+        ZooModel(
+            "wan21-1.3b-tiny",
+            "WanTransformer3DModel",
+            dict(
+                patch_size=(1, 2, 2),
+                num_attention_heads=2,
+                attention_head_dim=32,
+                in_channels=16,
+                out_channels=16,
+                text_dim=64,
+                freq_dim=32,
+                ffn_dim=128,
+                num_layers=2,
+                cross_attn_norm=True,
+                qk_norm="rms_norm_across_heads",
+            ),
+            _wan_inputs(frames=2, height=8, width=8, text_tokens=8, text_dim=64),
+            "2 latent frames of 8x8, batch 1",
+        ),
+    ]
+}
+MODELS["flux-dev-512"] = ZooModel(
+    "flux-dev-512",
+    "FluxTransformer2DModel",
+    MODELS["flux-dev"].config,
+    MODELS["flux-dev-512"].inputs,
+    MODELS["flux-dev-512"].shape_note,
+)
+
+
+def build_model(
+    name: str, device: str | torch.device = "cpu", dtype: torch.dtype = torch.bfloat16, seed: int = 0
+) -> torch.nn.Module:
+    """The denoiser ``name`` on ``device`` in ``dtype``, in eval mode without grad, with seeded
+    random weights (see :func:`init_weights`).
+
+    Parameters are created on ``device`` directly in ``dtype`` (a full-size model never exists in
+    float32 or on the CPU), and buffers the constructor computes stay valid.
+    """
+    import diffusers
+
+    entry = _entry(name)
+    cls = getattr(diffusers, entry.cls)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device), _no_init():
+            model = cls(**entry.config)
+    finally:
+        torch.set_default_dtype(previous)
+    init_weights(model, seed)
+    return model.eval().requires_grad_(False)
+
+
+def build_inputs(
+    name: str, device: str | torch.device = "cpu", dtype: torch.dtype = torch.bfloat16, seed: int = 1
+) -> dict[str, Any]:
+    """Keyword arguments for the denoiser's forward at the model's real shape."""
+    g = torch.Generator(device=torch.device(device)).manual_seed(seed)
+    return _entry(name).inputs(g, torch.device(device), dtype)
+
+
+def build(name: str, device: str | torch.device = "cpu", dtype: torch.dtype = torch.bfloat16, seed: int = 0):
+    """``(model, inputs)`` for ``name``."""
+    return build_model(name, device, dtype, seed), build_inputs(name, device, dtype, seed + 1)
+
+
+@torch.no_grad()
+def init_weights(model: torch.nn.Module, seed: int = 0) -> None:
+    """Deterministic weights with checkpoint-like statistics, in place on the model's device.
+
+    Linear weights ~ N(0, 0.02) (the usual transformer init, close to trained checkpoints);
+    convolution weights ~ N(0, 1/sqrt(fan_in)); biases ~ N(0, 0.01); one-dimensional weights
+    (norm gains) = 1; other parameters ~ N(0, 0.02).
+    """
+    generators: dict[torch.device, torch.Generator] = {}
+    for name, p in model.named_parameters():
+        g = generators.setdefault(p.device, torch.Generator(device=p.device).manual_seed(seed))
+        if name.endswith("bias"):
+            std = 0.01
+        elif p.dim() == 1:
+            p.fill_(1.0)
+            continue
+        elif p.dim() > 2:
+            std = 1 / math.sqrt(p[0].numel())
+        else:
+            std = 0.02
+        p.copy_(torch.randn(p.shape, generator=g, device=p.device, dtype=torch.float32).mul_(std))
+
+
+@contextlib.contextmanager
+def _no_init():
+    # The constructor's own (kaiming) init is thrown away by init_weights: skip it.
+    names = ("kaiming_uniform_", "uniform_", "normal_", "trunc_normal_", "xavier_uniform_", "zeros_", "ones_")
+    saved = {n: getattr(torch.nn.init, n) for n in names}
+    try:
+        for n in names:
+            setattr(torch.nn.init, n, lambda t, *a, **k: t)
+        yield
+    finally:
+        for n, fn in saved.items():
+            setattr(torch.nn.init, n, fn)
+
+
+def _entry(name: str) -> ZooModel:
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    return MODELS[name]
