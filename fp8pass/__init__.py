@@ -25,3 +25,16 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+
+def _register_if_dynamo_is_loaded() -> None:
+    # The entry point covers installed copies; a source checkout on sys.path is covered here when
+    # Dynamo is already imported (importing it just for this would slow down `import fp8pass`).
+    import sys
+
+    registry = sys.modules.get("torch._dynamo.backends.registry")
+    if registry is not None and "fp8pass" not in registry._COMPILER_FNS:
+        registry.register_backend(fp8_backend, name="fp8pass")
+
+
+_register_if_dynamo_is_loaded()
