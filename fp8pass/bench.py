@@ -28,6 +28,7 @@ from . import zoo
 from .backend import FP8Backend
 from .config import FP8Config
 from .hooks import apply_fp8_hooks
+from .metrics import sqnr
 
 __all__ = ["VARIANTS", "Result", "environment", "format_results", "run_benchmark"]
 
@@ -149,7 +150,7 @@ def run_benchmark(
         if name == "bf16 eager" and out is not None:
             reference = out
         if out is not None and reference is not None:
-            result.sqnr_db = _sqnr(reference, out)
+            result.sqnr_db = sqnr(reference, out)
         results.append(result)
     if progress:
         _progress(len(names), len(names), "done")
@@ -258,10 +259,6 @@ def _weight_bytes(model: torch.nn.Module, rows, extra: list[torch.Tensor]) -> in
             storages[s.data_ptr()] = s.nbytes()
     held_by_backend = sum(r.bytes_after for r in rows if r.converted) if rows and not extra else 0
     return sum(storages.values()) + held_by_backend
-
-
-def _sqnr(ref: torch.Tensor, out: torch.Tensor) -> float:
-    return (20 * torch.log10(ref.norm() / (ref - out).norm())).item()
 
 
 def _sync(dev: torch.device) -> None:

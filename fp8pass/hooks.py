@@ -28,13 +28,12 @@ from torch.utils.weak import WeakIdKeyDictionary
 
 from . import _compat
 from .config import FP8Config
-from .passes import same_padding_reason, weight_reason
+from .passes import plan_modules
 from .quantize import dequantize_weight, quantize_weight
 from .report import LayerReport, format_report
 
 __all__ = ["FP8Hooks", "apply_fp8_hooks"]
 
-_LAYERS = (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)
 _APPLIED: WeakIdKeyDictionary = WeakIdKeyDictionary()  # root module -> FP8Hooks
 
 
@@ -101,19 +100,10 @@ def apply_fp8_hooks(model: torch.nn.Module, config: FP8Config | None = None) -> 
         return _APPLIED[model]
     config = config or FP8Config()
     hooks = FP8Hooks(model, config)
-    layers = [(name, m) for name, m in model.named_modules(remove_duplicate=False) if isinstance(m, _LAYERS)]
-    reasons = {name: _module_reason(name, m, config) for name, m in layers}
-    blockers: dict[int, str] = {}
-    for name, m in layers:
-        if reasons[name]:
-            blockers.setdefault(id(m.weight), name)
     owners: dict[int, str] = {}
-    for name, module in layers:
+    for layer in plan_modules(model, config):
+        name, module, reason = layer.name, layer.module, layer.reason
         w, key = module.weight, id(module.weight)
-        reason = reasons[name]
-        if not reason and key in blockers:
-            blocker = blockers[key]
-            reason = f"weight shared with '{blocker}', which stays unconverted ({reasons[blocker]})"
         before = w.numel() * w.element_size()
         if reason:
             hooks._rows.append(_row(name, module, w, False, reason, before, before))
@@ -140,14 +130,6 @@ def apply_fp8_hooks(model: torch.nn.Module, config: FP8Config | None = None) -> 
             )
     _APPLIED[model] = hooks
     return hooks
-
-
-def _module_reason(name: str, module: torch.nn.Module, config: FP8Config) -> str:
-    if reason := weight_reason(name, module.weight, config):
-        return reason
-    if not isinstance(module, torch.nn.Linear) and module.padding == "same":
-        return same_padding_reason(module.kernel_size, module.dilation)
-    return ""
 
 
 def _materialize(stored: _Stored) -> None:

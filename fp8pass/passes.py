@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from .config import FP8Config
 
-__all__ = ["Layer", "ParamRef", "plan", "rewrite", "weight_reason"]
+__all__ = ["Layer", "ModuleLayer", "ParamRef", "plan", "plan_modules", "rewrite", "weight_reason"]
 
 _LINEAR = {torch._C._nn.linear, F.linear}
 _CONV = {torch.conv1d: 1, torch.conv2d: 2, torch.conv3d: 3}
@@ -210,6 +210,61 @@ def _scaled_mm_obstacle(layer: Layer) -> str:
 
 def _has_fp8_matmul(device: torch.device) -> bool:
     return device.type == "cuda" and torch.cuda.get_device_capability(device) >= (8, 9)
+
+
+_LAYER_MODULES = (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)
+_TRANSPOSED_MODULES = (torch.nn.ConvTranspose1d, torch.nn.ConvTranspose2d, torch.nn.ConvTranspose3d)
+
+
+@dataclass
+class ModuleLayer:
+    """A linear / conv *module* and the decision for it (the eager counterpart of :class:`Layer`)."""
+
+    name: str
+    module: torch.nn.Module
+    kind: str
+    reason: str
+
+    @property
+    def converted(self) -> bool:
+        return not self.reason
+
+
+def plan_modules(model: torch.nn.Module, config: FP8Config, check_values: bool = True) -> list[ModuleLayer]:
+    """Decide per linear / conv module of ``model`` with the graph pass's rules, without tracing.
+
+    Used by the eager hooks, the fidelity analysis and static counts (``check_values=False``
+    works on ``meta`` models). It sees modules, not calls: a weight read by functional code
+    outside its module is the graph pass's to find.
+    """
+    found = [
+        (n, m)
+        for n, m in model.named_modules(remove_duplicate=False)
+        if isinstance(m, _LAYER_MODULES + _TRANSPOSED_MODULES)
+    ]
+    layers = []
+    for name, m in found:
+        kind = "linear" if isinstance(m, torch.nn.Linear) else "conv"
+        layers.append(ModuleLayer(name, m, kind, _module_reason(name, m, config, check_values)))
+    blockers: dict[int, ModuleLayer] = {}
+    for layer in layers:
+        if not layer.converted:
+            blockers.setdefault(id(layer.module.weight), layer)
+    for layer in layers:
+        blocker = blockers.get(id(layer.module.weight))
+        if layer.converted and blocker is not None:
+            layer.reason = f"weight shared with '{blocker.name}', which stays unconverted ({blocker.reason})"
+    return layers
+
+
+def _module_reason(name: str, module: torch.nn.Module, config: FP8Config, check_values: bool) -> str:
+    if isinstance(module, _TRANSPOSED_MODULES):
+        return "transposed convolution is not supported"
+    if reason := weight_reason(name, module.weight, config, check_values):
+        return reason
+    if not isinstance(module, torch.nn.Linear) and module.padding == "same":
+        return same_padding_reason(module.kernel_size, module.dilation)
+    return ""
 
 
 def rewrite(

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["MODELS", "ZooModel", "build", "build_inputs", "build_model", "init_weights"]
+__all__ = ["MODELS", "ZooModel", "build", "build_inputs", "build_model", "build_pipeline", "init_weights"]
 
 
 @dataclass(frozen=True)
@@ -333,7 +333,8 @@ def build_model(
             model = cls(**entry.config)
     finally:
         torch.set_default_dtype(previous)
-    init_weights(model, seed)
+    if torch.device(device).type != "meta":  # a meta model is for counting: no values to init
+        init_weights(model, seed)
     return model.eval().requires_grad_(False)
 
 
@@ -391,3 +392,69 @@ def _entry(name: str) -> ZooModel:
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
     return MODELS[name]
+
+
+_PIPELINES = {"sd15-tiny": "StableDiffusionPipeline", "flux-dev-tiny": "FluxPipeline"}
+
+
+def build_pipeline(
+    name: str, device: str | torch.device = "cpu", dtype: torch.dtype = torch.bfloat16, seed: int = 0
+) -> tuple[Any, dict[str, Any]]:
+    """A full diffusers pipeline around the tiny denoiser ``name`` (a tiny VAE, the model's usual
+    scheduler, no text encoders), and keyword arguments for calling it with precomputed prompt
+    embeddings (so no tokenizer download is needed), a fixed seed and a few steps.
+    The caller passes a ``generator`` of its own when it needs one per call."""
+    import diffusers
+
+    if name not in _PIPELINES:
+        raise ValueError(f"pipelines exist for {', '.join(_PIPELINES)}; got {name!r}")
+    denoiser = build_model(name, device, dtype, seed)
+    g = torch.Generator(device=torch.device(device)).manual_seed(seed + 1)
+    dev = torch.device(device)
+    flux = name.startswith("flux")
+    with torch.device(device):
+        vae = diffusers.AutoencoderKL(
+            block_out_channels=(32, 64),
+            down_block_types=("DownEncoderBlock2D",) * 2,
+            up_block_types=("UpDecoderBlock2D",) * 2,
+            latent_channels=4,
+            norm_num_groups=16,
+            sample_size=32,
+            shift_factor=0.0 if flux else None,
+        )
+    init_weights(vae, seed + 2)
+    vae = vae.to(dtype).eval().requires_grad_(False)
+    if flux:
+        pipe = diffusers.FluxPipeline(
+            scheduler=diffusers.FlowMatchEulerDiscreteScheduler(),
+            vae=vae,
+            text_encoder=None,
+            tokenizer=None,
+            text_encoder_2=None,
+            tokenizer_2=None,
+            transformer=denoiser,
+        )
+        call = {
+            "prompt_embeds": _randn((1, 8, 64), g, dev, dtype),
+            "pooled_prompt_embeds": _randn((1, 32), g, dev, dtype),
+            "guidance_scale": 3.5,
+        }
+    else:
+        pipe = diffusers.StableDiffusionPipeline(
+            vae=vae,
+            text_encoder=None,
+            tokenizer=None,
+            unet=denoiser,
+            scheduler=diffusers.DDIMScheduler(clip_sample=False),
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+        )
+        call = {
+            "prompt_embeds": _randn((1, 8, 64), g, dev, dtype),
+            "negative_prompt_embeds": _randn((1, 8, 64), g, dev, dtype),
+            "guidance_scale": 7.5,
+        }
+    pipe.set_progress_bar_config(disable=True)
+    call.update(height=32, width=32, num_inference_steps=4, output_type="pt")
+    return pipe, call

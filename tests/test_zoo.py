@@ -1,7 +1,10 @@
 import pytest
 import torch
 
+import fp8pass
 from fp8pass import FP8Config, zoo
+from fp8pass.metrics import psnr, ssim
+from fp8pass.passes import plan_modules
 
 from .helpers import compile_fp8, sqnr
 
@@ -30,9 +33,21 @@ def test_unknown_model():
         zoo.build_model("sd99")
 
 
-# Random-weight UNets accumulate e4m3 rounding over ~40 converted layers: ~22 dB (cast) and ~20 dB
-# (scaled_mm, which also rounds activations) on sd15/sdxl-tiny; the DiTs keep > 40 dB because
-# their tiny residual streams are dominated by the bf16 embedders. 18 dB leaves a margin.
+# Thresholds per model, (cast, scaled_mm), in dB against the bf16 model. Random-weight UNets add
+# up e4m3 rounding over 79-119 converted layers (each costs ~38-40 dB alone: `python -m fp8pass
+# report`): measured 22.3/20.2 (sd15-tiny) and 23.6/21.7 (sdxl-tiny); scaled_mm also rounds
+# activations. The tiny DiTs measure 52-73 dB because their residual streams are dominated by the
+# bf16 embedders, so there the threshold guards against gross errors (a wrong scale gives ~0 dB)
+# rather than measuring FP8 fidelity; full-size numbers need a GPU.
+SQNR_MIN = {
+    "sd15-tiny": (20, 18),
+    "sdxl-tiny": (21, 19),
+    "flux-dev-tiny": (40, 40),
+    "sd35-medium-tiny": (40, 40),
+    "wan21-1.3b-tiny": (40, 40),
+}
+
+
 @pytest.mark.parametrize("compute", ["cast", "scaled_mm"])
 @pytest.mark.parametrize("name", TINY)
 def test_tiny_models_compile_fullgraph_under_fp8pass(name, compute):
@@ -44,7 +59,43 @@ def test_tiny_models_compile_fullgraph_under_fp8pass(name, compute):
     with torch.no_grad():
         out = cm(**inputs, return_dict=False)[0]
     assert not torch._dynamo.utils.counters["graph_break"]
-    assert sqnr(ref, out) > 18
+    assert sqnr(ref, out) > SQNR_MIN[name][compute == "scaled_mm"]
     rows = be.report()
     assert sum(r.converted for r in rows) >= 0.5 * len(rows)
     assert cm.dtype == torch.bfloat16 and cm.device.type == "cpu"  # what pipelines read
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_module_plan_matches_the_graph_plan(name):
+    """The static (module) plan used by hooks, analyze and the supported-models table converts
+    exactly the layers the graph pass converts, for the same reasons."""
+    model, inputs = zoo.build(name)
+    static = {(la.name, la.converted, la.reason) for la in plan_modules(model, FP8Config())}
+    be = fp8pass.FP8Backend(FP8Config(release_weights=False), inner="eager")
+    with torch.no_grad():
+        torch.compile(model, backend=be)(**inputs)
+    assert static == {(r.name, r.converted, r.reason) for r in be.report()}
+
+
+def test_full_size_models_build_on_meta():
+    model = zoo.build_model("flux-dev", "meta")
+    assert sum(p.numel() for p in model.parameters()) > 11e9
+    layers = plan_modules(model, FP8Config(), check_values=False)
+    adaln = [la for la in layers if la.name.endswith("norm1.linear")]
+    assert len(adaln) == 19 and all(la.converted for la in adaln)  # converted by design
+
+
+# The decoded images of tiny pipelines (random VAE, 4 steps, same seed) against the bf16 pipeline:
+# measured PSNR 35.4 dB / SSIM 0.9974 (SD) and 53.7 dB / 0.99996 (Flux).
+@pytest.mark.parametrize("name, psnr_min, ssim_min", [("sd15-tiny", 30, 0.99), ("flux-dev-tiny", 40, 0.999)])
+def test_pipeline_with_compiled_denoiser(name, psnr_min, ssim_min):
+    pipe, call = zoo.build_pipeline(name)
+    ref = pipe(**call, generator=torch.Generator().manual_seed(0)).images
+    attr = "transformer" if name.startswith("flux") else "unet"
+    cm, be = compile_fp8(getattr(pipe, attr), FP8Config(compute="cast"), fullgraph=True)
+    setattr(pipe, attr, cm)
+    assert getattr(pipe, attr).dtype == torch.bfloat16 and getattr(pipe, attr).config.in_channels > 0
+    out = pipe(**call, generator=torch.Generator().manual_seed(0)).images
+    assert out.shape == ref.shape == (1, 3, 32, 32)
+    assert psnr(ref, out) > psnr_min and ssim(ref, out) > ssim_min
+    assert be.num_graphs == 1  # every denoising step reused one graph
