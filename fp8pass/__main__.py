@@ -29,9 +29,20 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument(
         "--alone", type=int, default=8, help="layers measured alone in FP8 (one forward each)"
     )
+    layers = sub.add_parser("layers", help="bf16 vs FP8 cast vs FP8 scaled_mm at a zoo model's layer shapes")
+    layers.add_argument(
+        "--model", default="flux-dev", help="zoo model whose shapes to time (default: flux-dev)"
+    )
+    layers.add_argument("--device", default="auto")
+    layers.add_argument("--mode", default=None, help="torch.compile mode (default: max-autotune on CUDA)")
+    layers.add_argument("--max-m", type=int, help="only shapes with at most this many rows")
+    layers.add_argument("--steps", type=int, default=20)
+    layers.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     if args.command == "report":
         return _report(args)
+    if args.command == "layers":
+        return _layers(args)
 
     from . import bench as b
 
@@ -44,6 +55,29 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(b.to_json(env, results))
         print(f"wrote {args.json}")
     return 0 if any(r.ok for r in results) else 1
+
+
+def _layers(args: argparse.Namespace) -> int:
+    import json
+
+    import torch
+
+    from .layerbench import format_layer_results, run_layer_benchmark
+
+    device = (
+        "cuda"
+        if args.device == "auto" and torch.cuda.is_available()
+        else ("cpu" if args.device == "auto" else args.device)
+    )
+    mode = args.mode or ("max-autotune" if device.startswith("cuda") else None)
+    gpu = f"  gpu={torch.cuda.get_device_name(device)}" if device.startswith("cuda") else ""
+    print(f"model={args.model}  torch={torch.__version__}  device={device}{gpu}  mode={mode}")
+    rows = run_layer_benchmark(args.model, device, mode, args.max_m, args.steps)
+    print(format_layer_results(rows))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(rows, indent=2, default=list))
+    return 0
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -1,0 +1,206 @@
+"""Layer micro-benchmark: bf16 vs FP8 cast vs FP8 scaled_mm at the real layer shapes of a zoo model.
+
+Shapes come from one forward of the full-size model on the ``meta`` device (no memory, no compute)
+with hooks that record each linear's (M, K, N) and each convolution's input and weight shapes.
+Each shape is timed as three functions, compiled the same way: ``F.linear`` / ``F.conv*`` on bf16
+weights, and fp8pass's cast and scaled_mm decompositions on FP8 weights (what Inductor compiles).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from . import ops, zoo
+from .quantize import quantize_weight
+
+__all__ = ["LayerShape", "format_layer_results", "layer_shapes", "run_layer_benchmark"]
+
+_CONV_FNS = {4: F.conv2d, 5: F.conv3d}
+
+
+@dataclass(frozen=True)
+class LayerShape:
+    kind: str  # "linear" or "conv"
+    x: tuple[int, ...]
+    w: tuple[int, ...]
+    stride: tuple[int, ...] = ()
+    padding: tuple[int, ...] = ()
+    groups: int = 1
+
+    @property
+    def mkn(self) -> tuple[int, int, int]:
+        """Rows, reduction size and output features of the equivalent matmul."""
+        if self.kind == "linear":
+            return math.prod(self.x[:-1]), self.w[1], self.w[0]
+        spatial = [
+            (i + 2 * p - k) // s + 1
+            for i, p, k, s in zip(self.x[2:], self.padding, self.w[2:], self.stride, strict=True)
+        ]
+        return self.x[0] * math.prod(spatial), math.prod(self.w[1:]), self.w[0]
+
+
+def layer_shapes(model_name: str) -> Counter[LayerShape]:
+    """Every distinct linear / conv shape of ``model_name`` at its real input shape, with counts."""
+    model = zoo.build_model(model_name, "meta")
+    inputs = _to_meta(zoo.build_inputs(model_name, "cpu"))
+    found: Counter[LayerShape] = Counter()
+
+    def record(module: torch.nn.Module, args: tuple, out: Any) -> None:
+        x, w = tuple(args[0].shape), tuple(module.weight.shape)
+        if isinstance(module, torch.nn.Linear):
+            found[LayerShape("linear", x, w)] += 1
+        elif module.padding != "same":
+            found[LayerShape("conv", x, w, tuple(module.stride), tuple(module.padding), module.groups)] += 1
+
+    layers = (torch.nn.Linear, torch.nn.Conv2d, torch.nn.Conv3d)
+    handles = [m.register_forward_hook(record) for m in model.modules() if isinstance(m, layers)]
+    with torch.no_grad():
+        model(**inputs)
+    for h in handles:
+        h.remove()
+    return found
+
+
+def _to_meta(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.to("meta")
+    if isinstance(value, dict):
+        return {k: _to_meta(v) for k, v in value.items()}
+    return value
+
+
+def _functions(shape: LayerShape, device: torch.device) -> dict[str, tuple[Any, tuple]]:
+    g = torch.Generator(device=device).manual_seed(0)
+    x = torch.randn(shape.x, generator=g, device=device).to(torch.bfloat16)
+    w = (torch.randn(shape.w, generator=g, device=device) * 0.02).to(torch.bfloat16)
+    q, scale = quantize_weight(w, torch.float8_e4m3fn, "channel")
+    if shape.kind == "linear":
+        fns = {
+            "bf16": (F.linear, (x, w)),
+            "fp8 cast": (ops.linear_math, (x, q, scale, None)),
+        }
+        if all(d % 16 == 0 for d in shape.w):
+            fns["fp8 scaled_mm"] = (ops.scaled_linear_math, (x, q, scale, None))
+        return fns
+    conv = _CONV_FNS[len(shape.w)]
+    args = (list(shape.stride), list(shape.padding), [1] * (len(shape.w) - 2), shape.groups)
+    fns = {
+        "bf16": (lambda x, w: conv(x, w, None, *args), (x, w)),
+        "fp8 cast": (lambda x, q, s: ops.conv_math(x, q, s, None, *args), (x, q, scale)),
+    }
+    one_by_one = all(k == 1 for k in shape.w[2:]) and not any(shape.padding) and set(shape.stride) == {1}
+    if one_by_one and shape.groups == 1 and shape.w[0] % 16 == 0 and shape.w[1] % 16 == 0:
+        fns["fp8 scaled_mm"] = (ops.scaled_conv_math, (x, q, scale, None))
+    return fns
+
+
+def _median_ms(fn, args, device: torch.device, steps: int, warmup: int) -> float:
+    for _ in range(warmup):
+        fn(*args)
+    times = []
+    for _ in range(steps):
+        if device.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn(*args)
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end))
+        else:
+            t0 = time.perf_counter()
+            fn(*args)
+            times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def run_layer_benchmark(
+    model_name: str,
+    device: str = "auto",
+    mode: str | None = None,
+    max_m: int | None = None,
+    steps: int = 20,
+    warmup: int = 5,
+) -> list[dict[str, Any]]:
+    """Time every distinct layer shape (or those with at most ``max_m`` rows). Each function is
+    compiled with ``torch.compile(mode=mode)`` (max-autotune by default on CUDA), one shape at a time."""
+    dev = torch.device(
+        "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
+    )
+    mode = mode if mode is not None else ("max-autotune" if dev.type == "cuda" else None)
+    rows = []
+    for shape, count in sorted(layer_shapes(model_name).items(), key=lambda kv: kv[0].mkn):
+        m, k, n = shape.mkn
+        if max_m is not None and m > max_m:
+            continue
+        row: dict[str, Any] = {
+            "kind": shape.kind,
+            "M": m,
+            "K": k,
+            "N": n,
+            "layers": count,
+            "x": shape.x,
+            "w": shape.w,
+        }
+        with torch.no_grad():
+            for label, (fn, args) in _functions(shape, dev).items():
+                torch._dynamo.reset()
+                try:
+                    row[f"{label} ms"] = _median_ms(
+                        torch.compile(fn, mode=mode, dynamic=False), args, dev, steps, warmup
+                    )
+                except Exception as e:
+                    row[f"{label} ms"] = None
+                    row[f"{label} error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:120]}"
+        rows.append(row)
+    return rows
+
+
+def format_layer_results(rows: list[dict[str, Any]], tablefmt: str = "github") -> str:
+    from tabulate import tabulate
+
+    def ratio(row: dict[str, Any], label: str) -> str:
+        t, base = row.get(f"{label} ms"), row.get("bf16 ms")
+        return f"{t / base:.2f}" if t and base else "-"
+
+    def ms(x: float | None) -> str:
+        return f"{x:.3f}" if x is not None else "-"
+
+    table = [
+        [
+            r["kind"],
+            r["M"],
+            r["K"],
+            r["N"],
+            r["layers"],
+            ms(r.get("bf16 ms")),
+            ms(r.get("fp8 cast ms")),
+            ratio(r, "fp8 cast"),
+            ms(r.get("fp8 scaled_mm ms")),
+            ratio(r, "fp8 scaled_mm"),
+        ]
+        for r in rows
+    ]
+    headers = [
+        "kind",
+        "M",
+        "K",
+        "N",
+        "layers",
+        "bf16 ms",
+        "fp8 cast ms",
+        "cast x bf16",
+        "scaled_mm ms",
+        "scaled_mm x bf16",
+    ]
+    return (
+        tabulate(table, headers=headers, tablefmt=tablefmt)
+        + "\nx bf16: time relative to the bf16 layer (lower is faster); medians after warm-up."
+    )
