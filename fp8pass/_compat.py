@@ -44,6 +44,29 @@ def lifted_parameter_attrs(gm: fx.GraphModule) -> list[str]:
     ]
 
 
+def autocast_regions(graph: fx.Graph) -> dict[fx.Node, dict[str, torch.dtype | None]]:
+    """For each node, the autocast state in force there: device type -> dtype (None: disabled).
+
+    Dynamo records ``torch.autocast`` blocks as ``_enter_autocast(device, dtype, enabled, ...)`` /
+    ``_exit_autocast(enter_node)`` calls. Checked on torch 2.13.0 (CPU); 2.11 not yet checked.
+    """
+    from torch.amp.autocast_mode import _enter_autocast, _exit_autocast
+
+    stack: list[fx.Node] = []
+    state: dict[fx.Node, dict[str, torch.dtype | None]] = {}
+    for node in graph.nodes:
+        if node.op == "call_function" and node.target is _enter_autocast:
+            stack.append(node)
+        elif node.op == "call_function" and node.target is _exit_autocast and node.args[0] in stack:
+            stack.remove(node.args[0])
+        active: dict[str, torch.dtype | None] = {}
+        for enter in stack:
+            device, dtype, enabled = enter.args[:3]
+            active[device] = dtype if enabled else None
+        state[node] = active
+    return state
+
+
 def source_path(source: Any) -> str:
     """``L['self']._modules['blocks']._modules['0']._parameters['weight']`` -> ``blocks.0.weight``."""
     return _dotted(source.name)

@@ -133,7 +133,8 @@ class FP8Backend:
 
     def __call__(self, gm: fx.GraphModule, example_inputs: list[Any]) -> Any:
         params, sources = self._graph_parameters(gm, example_inputs)
-        layers = plan(gm.graph, params, self.config, _compat.module_path, _STORE.is_released)
+        autocast = _compat.autocast_regions(gm.graph)
+        layers = plan(gm.graph, params, self.config, _compat.module_path, _STORE.is_released, autocast)
         converted = [layer for layer in layers if layer.converted]
         _refuse_training(converted)
         self._restore_unconverted(layers)

@@ -78,7 +78,7 @@ def scaled_linear_math(x: Tensor, weight: Tensor, scale: Tensor, bias: Tensor | 
         weight.t(),
         scale.view(1, n) if rowwise else scale,
         output_dtype=x.dtype,
-        bias=bias,
+        bias=None if bias is None else bias.to(x.dtype),
     )
     return y.reshape(*x.shape[:-1], n)
 

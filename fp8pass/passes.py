@@ -51,6 +51,8 @@ class Layer:
     compute: str | None = None
     note: str = ""
     conv_args: tuple[list[int], list[int], list[int], int] | None = None
+    # the dtype torch.autocast makes this layer compute in, if it differs from the activation's
+    compute_dtype: torch.dtype | None = None
 
     @property
     def converted(self) -> bool:
@@ -63,12 +65,15 @@ def plan(
     config: FP8Config,
     module_path: Any,
     is_quantized: Any = lambda t: False,
+    autocast: dict[fx.Node, dict[str, torch.dtype | None]] | None = None,
 ) -> list[Layer]:
     """Find every linear / conv call and decide whether it is converted, and with which compute.
 
     ``module_path(node)`` names the module that made the call; ``is_quantized(tensor)`` says
-    whether a weight already has an FP8 copy (then its values are not read again).
+    whether a weight already has an FP8 copy (then its values are not read again);
+    ``autocast[node]`` maps device type -> autocast dtype in force at ``node``.
     """
+    autocast = autocast or {}
     layers = []
     for node in graph.nodes:
         kind = _layer_kind(node)
@@ -79,12 +84,22 @@ def plan(
         name = module_path(node) or (weight.path.rpartition(".")[0] if weight else node.name)
         layer = Layer(node, name, "conv" if kind != "linear" else "linear", weight)
         layer.reason = _layer_reason(layer, kind, config, is_quantized)
+        layer.compute_dtype = _autocast_dtype(node, autocast.get(node, {}))
         layers.append(layer)
     _unconvert_shared(layers, params)
     for layer in layers:
         if layer.converted:
             layer.compute, layer.note = _choose_compute(layer, config)
     return layers
+
+
+def _autocast_dtype(node: fx.Node, active: dict[str, torch.dtype | None]) -> torch.dtype | None:
+    x = _arg(node, 0, "input")
+    val = x.meta.get("example_value") if isinstance(x, fx.Node) else None
+    if val is None or not val.is_floating_point():
+        return None
+    dtype = active.get(val.device.type)
+    return dtype if dtype is not None and dtype != val.dtype else None
 
 
 def _layer_kind(node: fx.Node) -> str | None:
@@ -203,8 +218,9 @@ def _scaled_mm_obstacle(layer: Layer) -> str:
         return f"FP8 matmul needs in/out features divisible by 16, got {in_features}/{out_features}"
     x = _arg(layer.node, 0, "input")
     x_val = x.meta.get("example_value") if isinstance(x, fx.Node) else None
-    if x_val is None or x_val.dtype != torch.bfloat16:
-        return f"FP8 matmul output is bfloat16 only; activation is {getattr(x_val, 'dtype', 'unknown')}"
+    dtype = layer.compute_dtype or getattr(x_val, "dtype", None)
+    if dtype != torch.bfloat16:
+        return f"FP8 matmul output is bfloat16 only; activation is {dtype or 'unknown'}"
     return ""
 
 
@@ -299,6 +315,8 @@ def rewrite(
                 attrs[key] = (graph.get_attr(stem), graph.get_attr(stem + "_scale"))
             q_node, scale_node = attrs[key]
             x, bias = _arg(old, 0, "input"), _arg(old, 2, "bias")
+            if layer.compute_dtype is not None:  # what autocast would have done to the input
+                x = graph.call_method("to", (x, layer.compute_dtype))
             if layer.compute == "scaled_mm":
                 new = graph.call_function(_SCALED_OPS[layer.kind], (x, q_node, scale_node, bias))
             elif layer.kind == "conv":

@@ -414,3 +414,26 @@ def test_cuda_auto_picks_scaled_mm_on_sm89():
     run(cm, torch.randn(4, 64, dtype=BF16, device="cuda"))
     want = "scaled_mm" if torch.cuda.get_device_capability() >= (8, 9) else "cast"
     assert be.report()[0].compute == want
+
+
+class Autocast(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(64, 128), nn.Linear(128, 64)
+
+    def forward(self, x):
+        with torch.autocast("cpu", dtype=BF16):
+            return self.fc2(torch.relu(self.fc1(x)))
+
+
+@pytest.mark.parametrize("compute", ["cast", "scaled_mm"])
+@pytest.mark.parametrize("inner", ["eager", "aot_eager"])
+def test_fp32_model_under_autocast_keeps_the_autocast_dtype(inner, compute):
+    torch.manual_seed(0)
+    model = Autocast().requires_grad_(False)  # float32 weights, bf16 compute through autocast
+    x = torch.randn(4, 64)
+    ref = run(copy.deepcopy(model), x)
+    cm, be = compile_fp8(model, FP8Config(compute=compute, min_weight_numel=0), inner=inner)
+    out = run(cm, x)
+    assert ref.dtype == out.dtype == BF16
+    assert sqnr(ref, out) > 25
