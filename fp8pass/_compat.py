@@ -7,6 +7,7 @@ this is the file to read first.
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -113,6 +114,36 @@ def root_module(source: Any) -> torch.nn.Module | None:
             root = value
         src = getattr(src, "base", None)
     return root
+
+
+def outermost_module(module: torch.nn.Module) -> torch.nn.Module:
+    """The outermost module on the Python call stack that contains ``module``.
+
+    When Dynamo compiles a frame below the model's own forward (a graph break in a loop over
+    blocks makes it run the outer forward eagerly and compile each block's frame), the frame's
+    ``self`` is one block; the model calling it is still on the stack. Reads ``f_locals['self']``
+    of the calling frames; checked on torch 2.13.0 (CPU) / CPython 3.11; 2.11 not yet checked.
+    """
+    best = module
+    frame = sys._getframe(1)
+    while frame is not None:
+        candidate = frame.f_locals.get("self")
+        if isinstance(candidate, torch.nn.Module) and candidate is not best:
+            if any(m is best for m in candidate.modules()):
+                best = candidate
+        frame = frame.f_back
+    return best
+
+
+def static_fakes(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Fake copies, with static shapes, in the fake mode Dynamo is tracing with. Graph inputs
+    that fp8pass adds have no Dynamo source: left to AOT autograd, they get symbolic sizes whose
+    guards Dynamo cannot express. Uses ``TracingContext.fake_mode``; checked on torch 2.13.0 (CPU);
+    2.11 not yet checked."""
+    context = torch._guards.TracingContext.try_get()
+    if context is None or context.fake_mode is None:
+        return tensors
+    return [context.fake_mode.from_tensor(t, static_shapes=True) for t in tensors]
 
 
 def release_storage(t: torch.Tensor) -> bool:

@@ -80,6 +80,10 @@ class _WeightStore:
 _STORE = _WeightStore()
 _GUARDED: weakref.WeakSet[torch.nn.Module] = weakref.WeakSet()
 _GUARDED_APPLY: weakref.WeakSet[torch.nn.Module] = weakref.WeakSet()
+# parameter -> weakref to the outermost module it was seen in, filled as models are compiled
+_ROOTS: WeakIdKeyDictionary = WeakIdKeyDictionary()
+_INDEXED: weakref.WeakSet[torch.nn.Module] = weakref.WeakSet()
+_OWNER_INDEX: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 class FP8Backend:
@@ -136,17 +140,19 @@ class FP8Backend:
         autocast = _compat.autocast_regions(gm.graph)
         layers = plan(gm.graph, params, self.config, _compat.module_path, _STORE.is_released, autocast)
         converted = [layer for layer in layers if layer.converted]
+        _refuse_meta(converted)
         _refuse_training(converted)
         self._restore_unconverted(layers)
         weights = {id(layer.weight.tensor): self._fp8_weight(layer) for layer in converted}
-        new_gm = rewrite(gm, layers, {k: (w.q, w.scale) for k, w in weights.items()})
-        compiled = self._inner_compile(new_gm, example_inputs)
+        new_gm, positions = rewrite(gm, layers)
+        fp8_inputs = self._fp8_inputs([example_inputs[i] for i in positions])
+        compiled = self._inner_compile(new_gm, [*example_inputs, *fp8_inputs], len(example_inputs))
         if self.config.release_weights:
             self._release(converted, weights, sources)
         self._record(layers, weights)
         self.num_graphs += 1
         log.info("fp8pass: graph %d: %d/%d layers converted", self.num_graphs, len(converted), len(layers))
-        return compiled
+        return _feeding_fp8_inputs(compiled, positions, self._fp8_inputs)
 
     def report(self) -> list[LayerReport]:
         """Every linear / conv layer this backend has seen, in graph order."""
@@ -186,12 +192,38 @@ class FP8Backend:
         self.num_quantized += new
         return weight
 
-    def _inner_compile(self, gm: fx.GraphModule, example_inputs: list[Any]) -> Any:
+    def _fp8_inputs(self, params: list[torch.Tensor]) -> list[torch.Tensor]:
+        """``[q, scale, q, scale, ...]`` for ``params``. A parameter this backend has not seen
+        (a graph reused for another module instance) is quantized now, and released if its
+        model is known."""
+        out = []
+        for param in params:
+            entry, new = _STORE.get_or_quantize(param, self.config, "a module reusing a compiled graph")
+            if new:
+                self.num_quantized += 1
+                root = _ROOTS.get(param)
+                if self.config.release_weights and root is not None and root() is not None:
+                    _release_param(param, entry, root())
+                elif self.config.release_weights:
+                    warnings.warn(
+                        "fp8pass: a compiled graph is being reused for another model of the same class; "
+                        "its weights run in FP8 too, but their originals stay in memory because fp8pass "
+                        "never saw that model. Compile each model with its own FP8Backend to release them.",
+                        stacklevel=2,
+                    )
+            out += [entry.q, entry.scale]
+        return out
+
+    def _inner_compile(self, gm: fx.GraphModule, example_inputs: list[Any], num_dynamo: int) -> Any:
         if self.inner == "eager":
             return gm.forward
         if self.inner == "aot_eager":
-            return _compat.aot_eager_compiler(DECOMPOSITIONS)(gm, example_inputs)
-        return _compat.inductor_compiler(self.mode, self.options, DECOMPOSITIONS)(gm, example_inputs)
+            compiler = _compat.aot_eager_compiler(DECOMPOSITIONS)
+        else:
+            compiler = _compat.inductor_compiler(self.mode, self.options, DECOMPOSITIONS)
+        return compiler(
+            gm, list(example_inputs[:num_dynamo]) + _compat.static_fakes(example_inputs[num_dynamo:])
+        )
 
     def _release(
         self, converted: list[Layer], weights: dict[int, _FP8Weight], sources: WeakIdKeyDictionary
@@ -203,11 +235,8 @@ class FP8Backend:
             root = _compat.root_module(sources[param])
             if root is None:
                 layer.note = "original weight kept: its module could not be found to guard eager use"
-            elif not _compat.release_storage(param):
-                layer.note = "original weight kept: it shares storage with other tensors"
             else:
-                entry.released = True
-                _guard_eager_use(root, param)
+                layer.note = _release_param(param, entry, root)
 
     def _record(self, layers: list[Layer], weights: dict[int, _FP8Weight]) -> None:
         counted: dict[int, str] = {}
@@ -244,6 +273,52 @@ class FP8Backend:
                 log.debug("fp8pass: %s stays unconverted: %s", layer.name, layer.reason)
 
 
+def _release_param(param: torch.Tensor, entry: _FP8Weight, root: torch.nn.Module) -> str:
+    """Free ``param``'s storage and guard the modules that could read it; a note if kept."""
+    if root not in _INDEXED:  # remember every parameter's model, for instances met later
+        model = _compat.outermost_module(root)
+        _INDEXED.add(root)
+        _INDEXED.add(model)
+        ref = weakref.ref(model)
+        for p in model.parameters():
+            if p not in _ROOTS:
+                _ROOTS[p] = ref
+    if not _compat.release_storage(param):
+        return "original weight kept: it shares storage with other tensors"
+    entry.released = True
+    _guard_eager_use(root, param)
+    return ""
+
+
+def _feeding_fp8_inputs(compiled: Any, positions: list[int], fp8_inputs: Any) -> Any:
+    """Call ``compiled`` with the FP8 copies of the parameters at ``positions`` appended, looked
+    up afresh only when those parameters are not the previous call's (identity check)."""
+    last: dict[str, list] = {"params": [], "extra": []}
+
+    def extra_for(args: Any) -> list[torch.Tensor]:
+        params = [args[i] for i in positions]
+        if len(params) != len(last["params"]) or any(
+            a is not b for a, b in zip(params, last["params"], strict=True)
+        ):
+            last["extra"], last["params"] = fp8_inputs(params), params
+        return last["extra"]
+
+    def run(*args: Any) -> Any:
+        return compiled(*args, *extra_for(args))
+
+    return run
+
+
+def _refuse_meta(converted: list[Layer]) -> None:
+    meta = [layer.weight.path for layer in converted if layer.weight.tensor.is_meta]
+    if meta:
+        raise ValueError(
+            f"fp8pass: {len(meta)} weights are on the meta device (first: '{meta[0]}'): the model's "
+            "weights are not loaded. Load them first (e.g. model.to_empty(device=...) then "
+            "load_state_dict, or from_pretrained), then compile."
+        )
+
+
 def _refuse_training(converted: list[Layer]) -> None:
     if not torch.is_grad_enabled():
         return
@@ -261,26 +336,35 @@ def _guard_eager_use(root: torch.nn.Module, param: torch.Tensor) -> None:
     """Make eager use of modules whose weight storage was released fail with a clear error
     instead of reading freed memory: calling or saving a module that owns ``param``, and moving
     or casting it or any module above it (refused before anything has moved)."""
-    names = {id(m): name for name, m in root.named_modules(remove_duplicate=False)}
-    for name, module in root.named_modules(remove_duplicate=False):
-        if not any(p is param for p in module._parameters.values()):
-            continue
+    for name, module, chain in _owners(root).get(id(param), []):
         label = name or type(module).__name__
-        parts = name.split(".") if name else []
-        chain = [root.get_submodule(".".join(parts[:i])) for i in range(len(parts) + 1)]
-        for ancestor in chain:
+        for ancestor_name, ancestor in chain:
             if ancestor not in _GUARDED_APPLY:
                 _GUARDED_APPLY.add(ancestor)
                 # .to() / .cuda() / .float() / .half() copy parameters through Module._apply, which
                 # has no hook: shadow it on the instance (set while Dynamo compiles, before it
                 # builds its guards, so it costs no recompile).
-                ancestor._apply = functools.partial(
-                    _refuse_apply, label, names.get(id(ancestor)) or "the model"
-                )
+                ancestor._apply = functools.partial(_refuse_apply, label, ancestor_name or "the model")
         if module not in _GUARDED:
             _GUARDED.add(module)
             module.register_forward_pre_hook(functools.partial(_refuse_eager_call, label))
             module.register_state_dict_pre_hook(functools.partial(_refuse_state_dict, label))
+
+
+def _owners(root: torch.nn.Module) -> dict[int, list]:
+    """id(parameter) -> [(module path, module, [(path, module) from root down to it])], per root."""
+    index = _OWNER_INDEX.get(root)
+    if index is None:
+        index = {}
+        modules = dict(root.named_modules(remove_duplicate=False))
+        for name, module in modules.items():
+            parts = name.split(".") if name else []
+            chain = [(".".join(parts[:i]), modules[".".join(parts[:i])]) for i in range(len(parts) + 1)]
+            for p in module._parameters.values():
+                if p is not None:
+                    index.setdefault(id(p), []).append((name, module, chain))
+        _OWNER_INDEX[root] = index
+    return index
 
 
 def _refuse_eager_call(name: str, module: torch.nn.Module, args: Any) -> None:

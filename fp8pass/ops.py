@@ -69,6 +69,8 @@ def scaled_linear_math(x: Tensor, weight: Tensor, scale: Tensor, bias: Tensor | 
 
     rowwise = scale.dim() == 1
     n, k = weight.shape
+    if x.numel() == 0:  # an empty batch: nothing to scale (Dynamo specializes size 0)
+        return x.new_empty(*x.shape[:-1], n)
     xq, a_scale = _quantize_activation(x.reshape(-1, k), rowwise)
     # weight is stored (N, K) row-major, so weight.t() is the column-major (K, N) operand
     # _scaled_mm wants: a view, no per-call copy.

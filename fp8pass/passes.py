@@ -145,7 +145,7 @@ def weight_reason(name: str, w: torch.Tensor, config: FP8Config, check_values: b
         return f"weight dtype {w.dtype} is not bfloat16, float16 or float32"
     if w.numel() < config.min_weight_numel:
         return f"weight has {w.numel()} elements, fewer than min_weight_numel={config.min_weight_numel}"
-    if check_values and not bool(torch.isfinite(w).all()):
+    if check_values and not w.is_meta and not bool(torch.isfinite(w).all()):
         return "weight contains NaN or Inf"
     return ""
 
@@ -283,13 +283,15 @@ def _module_reason(name: str, module: torch.nn.Module, config: FP8Config, check_
     return ""
 
 
-def rewrite(
-    gm: fx.GraphModule, layers: list[Layer], fp8_weights: dict[int, tuple[torch.Tensor, torch.Tensor]]
-) -> fx.GraphModule:
+def rewrite(gm: fx.GraphModule, layers: list[Layer]) -> tuple[fx.GraphModule, list[int]]:
     """A new GraphModule in which each converted layer calls an fp8pass op.
 
-    ``fp8_weights`` maps ``id(weight parameter)`` to its ``(fp8 weight, scale)``; they become
-    buffers of the new module's root. The original graph and module are left untouched.
+    The FP8 weight and scale of each converted parameter become two new graph inputs, appended
+    after Dynamo's; the second return value lists, for each such pair, the position of the
+    parameter's own input. They are inputs, not constants, because Dynamo reuses a graph for
+    every module instance whose parameters match in shape (another model of the same class, the
+    next block after a graph break): the caller feeds the FP8 copies of the parameters actually
+    passed. The original graph and module are left untouched.
     """
     root = torch.nn.Module()
     graph = fx.Graph()
@@ -300,20 +302,26 @@ def rewrite(
         if node.op == "get_attr":
             _set_attr(root, node.target, _get_attr(gm, node.target))
 
-    attrs: dict[int, tuple[fx.Node, fx.Node]] = {}
+    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    last = env[placeholders[-1]]
+    inputs: dict[fx.Node, tuple[fx.Node, fx.Node]] = {}
+    weight_positions: list[int] = []
     for layer in layers:
         if not layer.converted:
             continue
+        weight_node = _arg(layer.node, 1, "weight")
+        if weight_node not in inputs:
+            stem = "fp8_" + layer.weight.path.replace(".", "_")
+            with graph.inserting_after(last):
+                q_node = graph.placeholder(stem)
+            with graph.inserting_after(q_node):
+                scale_node = graph.placeholder(stem + "_scale")
+            last = scale_node
+            inputs[weight_node] = (q_node, scale_node)
+            weight_positions.append(placeholders.index(weight_node))
+        q_node, scale_node = inputs[weight_node]
         old = env[layer.node]
-        key = id(layer.weight.tensor)
         with graph.inserting_before(old):
-            if key not in attrs:
-                stem = "fp8_" + layer.weight.path.replace(".", "_")
-                q, scale = fp8_weights[key]
-                root.register_buffer(stem, q)
-                root.register_buffer(stem + "_scale", scale)
-                attrs[key] = (graph.get_attr(stem), graph.get_attr(stem + "_scale"))
-            q_node, scale_node = attrs[key]
             x, bias = _arg(old, 0, "input"), _arg(old, 2, "bias")
             if layer.compute_dtype is not None:  # what autocast would have done to the input
                 x = graph.call_method("to", (x, layer.compute_dtype))
@@ -327,7 +335,7 @@ def rewrite(
         old.replace_all_uses_with(new)
         graph.erase_node(old)
     graph.lint()
-    return fx.GraphModule(root, graph, class_name="FP8GraphModule")
+    return fx.GraphModule(root, graph, class_name="FP8GraphModule"), weight_positions
 
 
 def _get_attr(mod: torch.nn.Module, target: str) -> Any:

@@ -50,24 +50,25 @@ def test_toy_plan(toy, toy_input):
 
 def test_rewrite_swaps_in_named_ops_and_keeps_the_original_graph(toy, toy_input):
     gm, example_inputs, layers = plan_for(toy, toy_input)
-    weights = {
-        id(la.weight.tensor): quantize_weight(la.weight.tensor, torch.float8_e4m3fn, "channel")
-        for la in layers
-        if la.converted
-    }
-    new = rewrite(gm, layers, weights)
+    new, positions = rewrite(gm, layers)
     targets = [str(n.target) for n in new.graph.nodes if n.op == "call_function"]
     assert targets.count("fp8pass.linear.default") == 3
     assert targets.count("fp8pass.conv.default") == 2
     assert targets.count(str(torch._C._nn.linear)) == 1  # proj_out, skipped
-    # the shared weight is stored once
-    fp8_buffers = [name for name, b in new.named_buffers() if b.dtype == torch.float8_e4m3fn]
-    assert len(fp8_buffers) == 4 and "fp8_fc2_weight" in fp8_buffers
-    # Dynamo's graph is untouched
-    assert not any("fp8pass" in str(n.target) for n in gm.graph.nodes)
+    # each converted weight (the tied one once) becomes two inputs: FP8 weight and scale
+    added = [n.target for n in new.graph.nodes if n.op == "placeholder"][len(example_inputs) :]
+    assert len(added) == 8 and "fp8_fc2_weight" in added and "fp8_fc2_weight_scale" in added
+    assert [example_inputs[i] for i in positions] == [
+        toy.conv.weight,
+        toy.conv3d.weight,
+        toy.fc1.weight,
+        toy.fc2.weight,
+    ]
+    assert not any("fp8pass" in str(n.target) for n in gm.graph.nodes)  # Dynamo's graph is untouched
+    fp8 = [t for i in positions for t in quantize_weight(example_inputs[i], torch.float8_e4m3fn, "channel")]
     with torch.no_grad():
         ref = gm(*example_inputs)[0]
-        out = new(*example_inputs)[0]
+        out = new(*example_inputs, *fp8)[0]
     assert sqnr(ref, out) > 25
 
 

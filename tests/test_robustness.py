@@ -1,0 +1,166 @@
+"""Odd models and inputs: each either works or fails with a clear error."""
+
+import copy
+import threading
+
+import pytest
+import torch
+import torch.nn as nn
+
+from fp8pass import FP8Backend, FP8Config
+
+from .helpers import BF16, TOY_CONVERTED_WEIGHTS, ToyDenoiser, compile_fp8, sqnr
+
+
+def run(model, *inputs):
+    with torch.no_grad():
+        return model(*inputs)
+
+
+def _toy(seed):
+    torch.manual_seed(seed)
+    return ToyDenoiser().to(BF16).requires_grad_(False)
+
+
+def test_two_models_of_one_class_with_one_backend_each_use_their_own_weights(toy_input):
+    """Dynamo reuses the first model's graph for the second (same class, same shapes): the FP8
+    weights fed to it must be the second model's."""
+    a, b = _toy(0), _toy(1)
+    ref_a, ref_b = run(copy.deepcopy(a), toy_input), run(copy.deepcopy(b), toy_input)
+    be = FP8Backend(inner="aot_eager")
+    assert sqnr(ref_a, run(torch.compile(a, backend=be), toy_input)) > 25
+    with pytest.warns(UserWarning, match="reused for another model of the same class"):
+        out_b = run(torch.compile(b, backend=be), toy_input)
+    assert sqnr(ref_b, out_b) > 25
+    assert be.num_graphs == 1 and be.num_quantized == 2 * TOY_CONVERTED_WEIGHTS
+
+
+def test_a_model_per_backend_releases_both(toy_input):
+    a, b = _toy(0), _toy(1)
+    ref_b = run(copy.deepcopy(b), toy_input)
+    run(compile_fp8(a)[0], toy_input)
+    assert sqnr(ref_b, run(compile_fp8(b)[0], toy_input)) > 25
+    assert a.fc1.weight.untyped_storage().nbytes() == 0 == b.fc1.weight.untyped_storage().nbytes()
+
+
+class Block(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(128, 128), nn.Linear(128, 128)
+
+    def forward(self, x):
+        h = self.fc1(x)
+        torch._dynamo.graph_break()  # the graph after the break is reused for every block
+        return x + self.fc2(torch.relu(h))
+
+
+class Stack(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.blocks = nn.ModuleList(Block() for _ in range(3))
+
+    def forward(self, x):
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+
+def test_repeated_blocks_with_a_graph_break_inside():
+    torch.manual_seed(0)
+    model = Stack().to(BF16).requires_grad_(False)
+    x = torch.randn(4, 128, dtype=BF16)
+    ref = run(copy.deepcopy(model), x)
+    cm, be = compile_fp8(model)
+    assert sqnr(ref, run(cm, x)) > 25
+    assert sqnr(ref, run(cm, x)) > 25  # and again, from the compiled cache
+    assert be.num_quantized == 6  # every block's own weights ...
+    # ... and every original released: the first graph saw the whole model
+    assert all(p.untyped_storage().nbytes() == 0 for n, p in model.named_parameters() if n.endswith("weight"))
+
+
+def test_meta_model_is_refused_clearly():
+    with torch.device("meta"):
+        model = ToyDenoiser().to(BF16).requires_grad_(False)
+    cm, _ = compile_fp8(model)
+    with pytest.raises(Exception, match="weights are on the meta device.*not loaded"):
+        run(cm, torch.randn(2, 4, 16, 16, dtype=BF16, device="meta"))
+
+
+@pytest.mark.parametrize("compute", ["cast", "scaled_mm"])
+def test_empty_batch(toy, compute):
+    cm, _ = compile_fp8(toy, FP8Config(compute=compute))
+    assert run(cm, torch.randn(0, 4, 16, 16, dtype=BF16)).shape == (0, 4, 16, 16)
+
+
+def test_channels_last_and_non_contiguous_inputs(toy):
+    x_cl = torch.randn(2, 4, 16, 16, dtype=BF16).to(memory_format=torch.channels_last)
+    x_nc = torch.randn(2, 4, 32, 16, dtype=BF16)[:, :, ::2]
+    ref_cl, ref_nc = run(copy.deepcopy(toy), x_cl), run(copy.deepcopy(toy), x_nc)
+    cm, _ = compile_fp8(toy)
+    assert sqnr(ref_cl, run(cm, x_cl)) > 25 and sqnr(ref_nc, run(cm, x_nc)) > 25
+
+
+class Convs(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.grouped = nn.Conv2d(64, 64, 3, padding=1, groups=4)
+        self.dilated = nn.Conv2d(64, 64, 3, padding=2, dilation=2)
+        self.reflect = nn.Conv2d(64, 64, 3, padding=1, padding_mode="reflect")
+        self.depthwise = nn.Conv2d(64, 64, 3, padding=1, groups=64)
+        self.strided = nn.Conv2d(64, 64, 3, stride=2, padding=1)
+        self.conv1d = nn.Conv1d(64, 64, 5, padding=2)
+
+    def forward(self, x):
+        h = self.depthwise(self.reflect(self.dilated(self.grouped(x))))
+        return self.conv1d(self.strided(h).flatten(2))
+
+
+def test_grouped_strided_dilated_padded_convs():
+    torch.manual_seed(0)
+    model = Convs().to(BF16).requires_grad_(False)
+    x = torch.randn(2, 64, 16, 16, dtype=BF16)
+    ref = run(copy.deepcopy(model), x)
+    cm, be = compile_fp8(model, FP8Config(min_weight_numel=0))
+    assert sqnr(ref, run(cm, x)) > 25
+    assert all(r.converted for r in be.report()) and len(be.report()) == 6
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32])
+@pytest.mark.parametrize("compute", ["cast", "scaled_mm"])
+def test_fp16_and_fp32_models(dtype, compute):
+    torch.manual_seed(0)
+    model = ToyDenoiser().to(dtype).requires_grad_(False)
+    x = torch.randn(2, 4, 16, 16, dtype=dtype)
+    ref = run(copy.deepcopy(model), x)
+    cm, be = compile_fp8(model, FP8Config(compute=compute))
+    out = run(cm, x)
+    assert out.dtype == dtype and sqnr(ref, out) > 25
+    if compute == "scaled_mm":  # FP8 matmuls produce bf16 only: the cast path takes these
+        assert all(r.compute == "cast" for r in be.report() if r.converted)
+
+
+def test_same_model_compiled_twice(toy, toy_input):
+    ref = run(copy.deepcopy(toy), toy_input)
+    first, second = compile_fp8(toy), compile_fp8(toy)
+    assert sqnr(ref, run(first[0], toy_input)) > 25
+    assert sqnr(ref, run(second[0], toy_input)) > 25
+    assert first[1].num_quantized == TOY_CONVERTED_WEIGHTS and second[1].num_quantized == 0
+
+
+def test_calls_from_several_threads(toy):
+    xs = [torch.randn(2, 4, 16, 16, dtype=BF16) for _ in range(4)]
+    refs = [run(copy.deepcopy(toy), x) for x in xs]
+    cm, be = compile_fp8(toy)
+    run(cm, xs[0])  # compile once, then call concurrently
+    outs = [None] * len(xs)
+
+    def work(i):
+        outs[i] = run(cm, xs[i])
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(xs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(sqnr(r, o) > 25 for r, o in zip(refs, outs, strict=True))
+    assert be.num_quantized == TOY_CONVERTED_WEIGHTS
