@@ -135,6 +135,31 @@ def outermost_module(module: torch.nn.Module) -> torch.nn.Module:
     return best
 
 
+def carry_dynamo_metadata(
+    old: fx.GraphModule, new: fx.GraphModule, env: dict[fx.Node, fx.Node], added: list[fx.Node]
+) -> None:
+    """Make AOT autograd treat ``new`` (a rewritten copy of Dynamo's ``old``) as Dynamo's graph.
+
+    AOT autograd reads static inputs (inputs whose address CUDA graphs may keep instead of copying
+    in every replay: parameters, and the FP8 weights fp8pass adds) from ``meta["dynamo_compile_id"]``,
+    ``_param_name_to_source`` and each placeholder's ``_dynamo_source`` and
+    ``meta["tensor_dict"]["_dynamo_static_input_type"]``; without them it marks no input static.
+    See ``_try_get_metadata_from_dynamo`` in torch/_functorch/_aot_autograd/frontend_utils.py.
+    Checked on torch 2.13.0 (CPU); 2.11 not yet checked.
+    """
+    if "dynamo_compile_id" not in old.meta:
+        return
+    new.meta.update(old.meta)
+    if hasattr(old, "_param_name_to_source"):
+        new._param_name_to_source = old._param_name_to_source
+    for node in old.graph.find_nodes(op="placeholder"):
+        if hasattr(node, "_dynamo_source"):
+            env[node]._dynamo_source = node._dynamo_source
+    for node in added:
+        node._dynamo_source = None
+        node.meta["tensor_dict"] = {"_dynamo_static_input_type": "unguarded"}
+
+
 def static_fakes(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
     """Fake copies, with static shapes, in the fake mode Dynamo is tracing with. Graph inputs
     that fp8pass adds have no Dynamo source: left to AOT autograd, they get symbolic sizes whose

@@ -16,6 +16,8 @@ import torch
 import torch.fx as fx
 import torch.nn.functional as F
 
+from . import _compat
+from . import ops as _ops  # noqa: F401  (importing it registers the torch.ops.fp8pass ops used below)
 from .config import FP8Config
 
 __all__ = ["Layer", "ModuleLayer", "ParamRef", "plan", "plan_modules", "rewrite", "weight_reason"]
@@ -306,6 +308,7 @@ def rewrite(gm: fx.GraphModule, layers: list[Layer]) -> tuple[fx.GraphModule, li
     last = env[placeholders[-1]]
     inputs: dict[fx.Node, tuple[fx.Node, fx.Node]] = {}
     weight_positions: list[int] = []
+    added: list[fx.Node] = []
     for layer in layers:
         if not layer.converted:
             continue
@@ -317,6 +320,7 @@ def rewrite(gm: fx.GraphModule, layers: list[Layer]) -> tuple[fx.GraphModule, li
             with graph.inserting_after(q_node):
                 scale_node = graph.placeholder(stem + "_scale")
             last = scale_node
+            added += [q_node, scale_node]
             inputs[weight_node] = (q_node, scale_node)
             weight_positions.append(placeholders.index(weight_node))
         q_node, scale_node = inputs[weight_node]
@@ -335,7 +339,9 @@ def rewrite(gm: fx.GraphModule, layers: list[Layer]) -> tuple[fx.GraphModule, li
         old.replace_all_uses_with(new)
         graph.erase_node(old)
     graph.lint()
-    return fx.GraphModule(root, graph, class_name="FP8GraphModule"), weight_positions
+    new_gm = fx.GraphModule(root, graph, class_name="FP8GraphModule")
+    _compat.carry_dynamo_metadata(gm, new_gm, env, added)
+    return new_gm, weight_positions
 
 
 def _get_attr(mod: torch.nn.Module, target: str) -> Any:

@@ -1,0 +1,66 @@
+"""Checks on the private torch behaviour fp8pass relies on (fp8pass/_compat.py)."""
+
+import pytest
+import torch
+import torch._functorch._aot_autograd.frontend_utils as frontend_utils
+import torch._functorch.aot_autograd as aot_autograd
+
+from fp8pass import _compat
+
+from .helpers import BF16, compile_fp8
+
+
+@pytest.mark.parametrize("inner", ["aot_eager", "inductor"])
+def test_parameters_and_fp8_inputs_are_static_for_cuda_graphs(toy, toy_input, monkeypatch, inner):
+    """AOT autograd must see the rewritten graph as Dynamo's, so that CUDA graphs keep the FP8
+    weights (and parameters) in place instead of copying them into every replay."""
+    seen = []
+    original = frontend_utils._try_get_metadata_from_dynamo
+
+    def spy(*args, **kwargs):
+        result = original(*args, **kwargs)
+        seen.append((args[2], result[1]))
+        return result
+
+    monkeypatch.setattr(aot_autograd, "_try_get_metadata_from_dynamo", spy)
+    cm, be = compile_fp8(toy, inner=inner)
+    with torch.no_grad():
+        cm(toy_input)
+    ((num_args, static),) = seen
+    # 1 activation + 13 parameters from Dynamo, then 4 FP8 weights with their scales
+    assert num_args == 1 + 13 + 8
+    assert static == list(range(1, num_args))
+
+
+def test_source_paths_and_module_paths():
+    assert (
+        _compat._dotted("L['self']._modules['blocks']._modules['0']._parameters['weight']")
+        == "blocks.0.weight"
+    )
+    assert (
+        _compat._dotted("L['self'].__dict__['_modules']['down_blocks'].0.attentions.0")
+        == "down_blocks.0.attentions.0"
+    )
+    assert _compat._dotted("G['model']._modules['fc']") == "fc"
+
+
+def test_outermost_module_walks_the_call_stack():
+    inner = torch.nn.Linear(2, 2)
+    outer = torch.nn.Sequential(inner)
+
+    def called_from(self):  # a frame whose `self` is the outer model, as in its forward
+        return _compat.outermost_module(inner)
+
+    assert called_from(outer) is outer
+    assert _compat.outermost_module(inner) is inner
+
+
+def test_release_and_restore_storage():
+    t = torch.randn(4, 4, dtype=BF16)
+    value = t.clone()
+    assert _compat.release_storage(t) and _compat.is_released(t)
+    assert t.shape == (4, 4) and t.dtype == BF16
+    _compat.restore_storage(t, value)
+    assert torch.equal(t, value)
+    view = torch.randn(8, 4)[2:]  # shares storage with its base: must not be freed
+    assert not _compat.release_storage(view)
