@@ -300,9 +300,10 @@ def rewrite(gm: fx.GraphModule, layers: list[Layer]) -> tuple[fx.GraphModule, li
     env: dict[fx.Node, fx.Node] = {}
     graph.output(graph.graph_copy(gm.graph, env))
     graph._codegen = copy.deepcopy(gm.graph._codegen)
+    buffers = dict(gm.named_buffers())
     for node in gm.graph.nodes:
         if node.op == "get_attr":
-            _set_attr(root, node.target, _get_attr(gm, node.target))
+            _set_attr(root, node.target, _get_attr(gm, node.target), node.target in buffers)
 
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
     last = env[placeholders[-1]]
@@ -350,13 +351,13 @@ def _get_attr(mod: torch.nn.Module, target: str) -> Any:
     return mod
 
 
-def _set_attr(root: torch.nn.Module, target: str, value: Any) -> None:
+def _set_attr(root: torch.nn.Module, target: str, value: Any, as_buffer: bool) -> None:
     *path, last = target.split(".")
     for part in path:
         if not hasattr(root, part):
             root.add_module(part, torch.nn.Module())
         root = getattr(root, part)
-    if isinstance(value, torch.Tensor) and not isinstance(value, torch.nn.Parameter):
+    if as_buffer:
         root.register_buffer(last, value)
-    else:
+    else:  # parameters stay parameters, plain tensor attributes stay plain attributes
         setattr(root, last, value)
