@@ -8,7 +8,7 @@ touch CUDA. The backend name ``"fp8pass"`` reaches ``torch.compile`` through the
 ``torch_dynamo_backends`` entry point (see pyproject.toml), so it needs no import at all.
 """
 
-from .backend import FP8Backend, fp8_backend
+from .backend import FP8Backend, fp8_backend, restore
 from .config import DEFAULT_SKIP, FP8Config
 from .report import LayerReport, format_report
 
@@ -16,6 +16,7 @@ __all__ = [
     # the backend
     "FP8Backend",
     "fp8_backend",
+    "restore",
     # configuration
     "FP8Config",
     "DEFAULT_SKIP",

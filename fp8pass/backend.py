@@ -21,7 +21,7 @@ from .passes import Layer, ParamRef, plan, rewrite
 from .quantize import dequantize_weight, quantize_weight
 from .report import LayerReport, format_report
 
-__all__ = ["FP8Backend", "fp8_backend"]
+__all__ = ["FP8Backend", "fp8_backend", "restore"]
 
 log = logging.getLogger("fp8pass")
 
@@ -34,6 +34,7 @@ class _FP8Weight:
     q: torch.Tensor
     scale: torch.Tensor
     released: bool = False
+    original: torch.Tensor | None = None  # a CPU copy, with FP8Config(release_weights="cpu")
 
 
 class _WeightStore:
@@ -68,6 +69,13 @@ class _WeightStore:
             self._entries.setdefault(param, {})[(config.dtype, config.granularity)] = entry
             return entry, True
 
+    def entries(self, param: torch.Tensor) -> list[_FP8Weight]:
+        return list(self._entries.get(param, {}).values())
+
+    def forget(self, param: torch.Tensor) -> None:
+        with self._lock:
+            self._entries.pop(param, None)
+
     def restore(self, param: torch.Tensor) -> None:
         """Give a released parameter its data back (dequantized) when a graph needs it unconverted."""
         for entry in self._entries.get(param, {}).values():
@@ -78,7 +86,7 @@ class _WeightStore:
 
 
 _STORE = _WeightStore()
-_GUARDED: weakref.WeakSet[torch.nn.Module] = weakref.WeakSet()
+_GUARDED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # module -> its hook handles
 _GUARDED_APPLY: weakref.WeakSet[torch.nn.Module] = weakref.WeakSet()
 # parameter -> weakref to the outermost module it was seen in, filled as models are compiled
 _ROOTS: WeakIdKeyDictionary = WeakIdKeyDictionary()
@@ -203,7 +211,7 @@ class FP8Backend:
                 self.num_quantized += 1
                 root = _ROOTS.get(param)
                 if self.config.release_weights and root is not None and root() is not None:
-                    _release_param(param, entry, root())
+                    _release_param(param, entry, root(), keep_copy=self.config.release_weights == "cpu")
                 elif self.config.release_weights:
                     warnings.warn(
                         "fp8pass: a compiled graph is being reused for another model of the same class; "
@@ -236,7 +244,9 @@ class FP8Backend:
             if root is None:
                 layer.note = "original weight kept: its module could not be found to guard eager use"
             else:
-                layer.note = _release_param(param, entry, root)
+                layer.note = _release_param(
+                    param, entry, root, keep_copy=self.config.release_weights == "cpu"
+                )
 
     def _record(self, layers: list[Layer], weights: dict[int, _FP8Weight]) -> None:
         counted: dict[int, str] = {}
@@ -273,7 +283,7 @@ class FP8Backend:
                 log.debug("fp8pass: %s stays unconverted: %s", layer.name, layer.reason)
 
 
-def _release_param(param: torch.Tensor, entry: _FP8Weight, root: torch.nn.Module) -> str:
+def _release_param(param: torch.Tensor, entry: _FP8Weight, root: torch.nn.Module, keep_copy: bool) -> str:
     """Free ``param``'s storage and guard the modules that could read it; a note if kept."""
     if root not in _INDEXED:  # remember every parameter's model, for instances met later
         model = _compat.outermost_module(root)
@@ -283,9 +293,10 @@ def _release_param(param: torch.Tensor, entry: _FP8Weight, root: torch.nn.Module
         for p in model.parameters():
             if p not in _ROOTS:
                 _ROOTS[p] = ref
+    copy = param.detach().to("cpu", copy=True) if keep_copy else None
     if not _compat.release_storage(param):
         return "original weight kept: it shares storage with other tensors"
-    entry.released = True
+    entry.released, entry.original = True, copy
     _guard_eager_use(root, param)
     return ""
 
@@ -307,6 +318,46 @@ def _feeding_fp8_inputs(compiled: Any, positions: list[int], fp8_inputs: Any) ->
         return compiled(*args, *extra_for(args))
 
     return run
+
+
+def restore(model: torch.nn.Module) -> int:
+    """Give ``model`` back its original weights and eager usability after fp8pass converted it.
+
+    Works when the originals were kept (``FP8Config(release_weights="cpu")`` or ``False``);
+    otherwise raises ``RuntimeError`` before changing anything. Compiled graphs of the model stay
+    valid: a later compiled call converts the weights again. Returns how many weights came back.
+
+    Example:
+        >>> be = FP8Backend(FP8Config(release_weights="cpu"))    # doctest: +SKIP
+        >>> out = torch.compile(unet, backend=be)(x)             # doctest: +SKIP
+        >>> fp8pass.restore(unet)                                # unet(x) runs eagerly again
+    """
+    params = {id(p): p for p in model.parameters()}.values()
+    lost = [
+        n
+        for n, p in model.named_parameters()
+        if any(e.released and e.original is None for e in _STORE.entries(p))
+    ]
+    if lost:
+        raise RuntimeError(
+            f"fp8pass.restore: the original weights of {len(lost)} parameters (first: '{lost[0]}') were "
+            "freed when fp8pass converted them. Reload them (from_pretrained / load_state_dict), or "
+            "compile with FP8Config(release_weights='cpu') to keep a CPU copy that restore() can use."
+        )
+    restored = 0
+    for p in params:
+        for entry in _STORE.entries(p):
+            if entry.released:
+                _compat.restore_storage(p, entry.original.to(p.device))
+                restored += 1
+        _STORE.forget(p)
+    for module in model.modules():
+        for handle in _GUARDED.pop(module, []):
+            handle.remove()
+        if module in _GUARDED_APPLY:
+            _GUARDED_APPLY.discard(module)
+            module.__dict__.pop("_apply", None)
+    return restored
 
 
 def _refuse_meta(converted: list[Layer]) -> None:
@@ -346,9 +397,10 @@ def _guard_eager_use(root: torch.nn.Module, param: torch.Tensor) -> None:
                 # builds its guards, so it costs no recompile).
                 ancestor._apply = functools.partial(_refuse_apply, label, ancestor_name or "the model")
         if module not in _GUARDED:
-            _GUARDED.add(module)
-            module.register_forward_pre_hook(functools.partial(_refuse_eager_call, label))
-            module.register_state_dict_pre_hook(functools.partial(_refuse_state_dict, label))
+            _GUARDED[module] = [
+                module.register_forward_pre_hook(functools.partial(_refuse_eager_call, label)),
+                module.register_state_dict_pre_hook(functools.partial(_refuse_state_dict, label)),
+            ]
 
 
 def _owners(root: torch.nn.Module) -> dict[int, list]:

@@ -50,8 +50,10 @@ class FP8Config:
             matches any of them with ``re.search`` stays in its original dtype. Replaces the
             default; extend it with ``skip=(*DEFAULT_SKIP, r"my\\.layer")``.
         min_weight_numel: weights with fewer elements stay in their original dtype.
-        release_weights: free the original weight storage once the FP8 copy exists. Without it
-            the model's memory does not drop; it exists for debugging and comparisons.
+        release_weights: ``True`` frees the original weight storage once the FP8 copy exists;
+            ``"cpu"`` frees it too but keeps a copy in CPU memory, so that :func:`fp8pass.restore`
+            can bring the model back; ``False`` keeps the originals where they are (no memory
+            saved; for debugging and comparisons).
 
     Example:
         >>> FP8Config(compute="cast", granularity="tensor").granularity
@@ -63,7 +65,7 @@ class FP8Config:
     dtype: torch.dtype = torch.float8_e4m3fn
     skip: tuple[str, ...] = DEFAULT_SKIP
     min_weight_numel: int = 4096
-    release_weights: bool = True
+    release_weights: bool | str = True
     _skip_res: tuple[re.Pattern[str], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -90,8 +92,10 @@ class FP8Config:
             or self.min_weight_numel < 0
         ):
             raise ValueError(f"FP8Config.min_weight_numel must be an int >= 0; got {self.min_weight_numel!r}")
-        if not isinstance(self.release_weights, bool):
-            raise ValueError(f"FP8Config.release_weights must be True or False; got {self.release_weights!r}")
+        if not (isinstance(self.release_weights, bool) or self.release_weights == "cpu"):
+            raise ValueError(
+                f"FP8Config.release_weights must be True, False or 'cpu'; got {self.release_weights!r}"
+            )
         object.__setattr__(self, "skip", tuple(self.skip))
         object.__setattr__(self, "_skip_res", tuple(compiled))
 

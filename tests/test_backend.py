@@ -438,3 +438,32 @@ def test_fp32_model_under_autocast_keeps_the_autocast_dtype(inner, compute):
     out = run(cm, x)
     assert ref.dtype == out.dtype == BF16
     assert sqnr(ref, out) > 25
+
+
+# -- restore ---------------------------------------------------------------------------------------
+
+
+def test_restore_with_cpu_copies(toy, toy_input):
+    ref = run(copy.deepcopy(toy), toy_input)
+    originals = {n: p.clone() for n, p in toy.named_parameters()}
+    cm, be = compile_fp8(toy, FP8Config(release_weights="cpu"))
+    assert sqnr(ref, run(cm, toy_input)) > 25
+    assert toy.fc1.weight.untyped_storage().nbytes() == 0
+    assert fp8pass.restore(toy) == TOY_CONVERTED_WEIGHTS
+    for n, p in toy.named_parameters():
+        assert torch.equal(p, originals[n]), n  # bit for bit
+    torch.testing.assert_close(run(toy, toy_input), ref, rtol=0, atol=0)  # eager works again
+    toy.state_dict()
+    toy.to(torch.float32).to(BF16)  # and so do moves
+    assert sqnr(ref, run(cm, toy_input)) > 25  # the compiled model converts again on its next call
+
+
+def test_restore_without_copies_is_refused_before_changing_anything(toy, toy_input):
+    cm, _ = compile_fp8(toy)
+    run(cm, toy_input)
+    with pytest.raises(
+        RuntimeError, match=r"fp8pass.restore: the original weights of 4 parameters .*release_weights='cpu'"
+    ):
+        fp8pass.restore(toy)
+    with pytest.raises(RuntimeError, match="cannot run eagerly"):  # still guarded
+        run(toy, toy_input)

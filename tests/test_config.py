@@ -24,6 +24,7 @@ def test_defaults():
         ({"min_weight_numel": -1}, "min_weight_numel"),
         ({"min_weight_numel": 1.5}, "min_weight_numel"),
         ({"release_weights": "yes"}, "release_weights"),
+        ({"release_weights": 1}, "release_weights"),
     ],
 )
 def test_invalid_values_name_the_field(kwargs, field):
