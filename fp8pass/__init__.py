@@ -9,6 +9,7 @@ touch CUDA. The backend name ``"fp8pass"`` reaches ``torch.compile`` through the
 """
 
 from .backend import FP8Backend, fp8_backend, restore
+from .checkpoint import load_fp8, save_fp8
 from .config import DEFAULT_SKIP, FP8Config
 from .report import LayerReport, format_report
 
@@ -17,6 +18,9 @@ __all__ = [
     "FP8Backend",
     "fp8_backend",
     "restore",
+    # FP8 checkpoints
+    "save_fp8",
+    "load_fp8",
     # configuration
     "FP8Config",
     "DEFAULT_SKIP",

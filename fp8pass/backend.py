@@ -69,6 +69,11 @@ class _WeightStore:
             self._entries.setdefault(param, {})[(config.dtype, config.granularity)] = entry
             return entry, True
 
+    def adopt(self, param: torch.Tensor, config: FP8Config, entry: _FP8Weight) -> None:
+        """Register an FP8 copy made elsewhere (an FP8 checkpoint) for ``param``."""
+        with self._lock:
+            self._entries.setdefault(param, {})[(config.dtype, config.granularity)] = entry
+
     def entries(self, param: torch.Tensor) -> list[_FP8Weight]:
         return list(self._entries.get(param, {}).values())
 
@@ -299,6 +304,14 @@ def _release_param(param: torch.Tensor, entry: _FP8Weight, root: torch.nn.Module
     entry.released, entry.original = True, copy
     _guard_eager_use(root, param)
     return ""
+
+
+def _index_model(model: torch.nn.Module) -> None:
+    _INDEXED.add(model)
+    ref = weakref.ref(model)
+    for p in model.parameters():
+        if p not in _ROOTS:
+            _ROOTS[p] = ref
 
 
 def _feeding_fp8_inputs(compiled: Any, positions: list[int], fp8_inputs: Any) -> Any:

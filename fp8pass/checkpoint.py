@@ -1,0 +1,167 @@
+"""FP8 checkpoints: save a model's converted weights once, load them without ever materialising
+the model in its original precision on the device.
+
+    >>> fp8pass.save_fp8(unet, "unet-fp8.safetensors")                  # doctest: +SKIP
+    >>> with torch.device("meta"):                                        # doctest: +SKIP
+    ...     unet = UNet2DConditionModel(**config)                         # a skeleton, no memory
+    >>> config = fp8pass.load_fp8(unet, "unet-fp8.safetensors", "cuda")   # doctest: +SKIP
+    >>> unet = torch.compile(unet, backend=FP8Backend(config))            # doctest: +SKIP
+
+The file is safetensors: each converted weight as ``NAME.fp8`` (float8) and ``NAME.fp8_scale``
+(float32), every other parameter and buffer as ``NAME``, and the :class:`FP8Config` in the metadata.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from . import _compat
+from .backend import _STORE, _FP8Weight, _guard_eager_use, _index_model
+from .config import FP8Config
+from .passes import plan_modules
+from .quantize import quantize_weight
+
+__all__ = ["load_fp8", "save_fp8"]
+
+_FORMAT = "fp8pass-1"
+
+
+def save_fp8(model: torch.nn.Module, path: str | Path, config: FP8Config | None = None) -> None:
+    """Write ``model``'s weights to ``path``, the layers ``config`` converts in FP8.
+
+    ``model`` may be unconverted, or already converted by the fp8pass backend with the same dtype
+    and granularity (then its FP8 copies are saved as they are; its originals may be gone).
+    """
+    from safetensors.torch import save_file
+
+    config = config or FP8Config()
+    plan = plan_modules(model, config, check_values=False)
+    converted = {id(la.module.weight) for la in plan if la.converted}
+    tensors: dict[str, torch.Tensor] = {}
+    aliases: dict[str, str] = {}
+    seen: dict[int, str] = {}
+    named = list(model.named_parameters(remove_duplicate=False)) + list(
+        model.named_buffers(remove_duplicate=False)
+    )
+    for name, t in named:
+        if id(t) in seen:  # tied weights are stored once
+            aliases[name] = seen[id(t)]
+            continue
+        seen[id(t)] = name
+        if id(t) in converted:
+            q, scale = _fp8_copy(t, config, name)
+            tensors[f"{name}.fp8"], tensors[f"{name}.fp8_scale"] = q.cpu(), scale.cpu()
+        elif _compat.is_released(t):
+            raise ValueError(
+                f"save_fp8: '{name}' was released by an earlier conversion that this config does not "
+                "repeat (compare its dtype, granularity and skip list with the compiling backend's)."
+            )
+        else:
+            tensors[name] = t.detach().cpu().contiguous()
+    metadata = {"format": _FORMAT, "config": json.dumps(_config_dict(config)), "aliases": json.dumps(aliases)}
+    save_file(tensors, str(path), metadata=metadata)
+
+
+def load_fp8(model: torch.nn.Module, path: str | Path, device: str | torch.device = "cpu") -> FP8Config:
+    """Fill ``model`` (typically built on the ``meta`` device) from an FP8 checkpoint, on ``device``.
+
+    Converted weights become parameters of their original dtype and shape that hold no memory,
+    with their FP8 copies registered for the fp8pass backend; at most one such weight is ever
+    allocated in full, transiently. Returns the :class:`FP8Config` the file was written with:
+    compile with it (another dtype or granularity cannot use the stored FP8 weights).
+    """
+    from safetensors import safe_open
+
+    device = torch.device(device)
+    with safe_open(str(path), framework="pt", device=str(device)) as f:
+        metadata = f.metadata() or {}
+        if metadata.get("format") != _FORMAT:
+            raise ValueError(f"load_fp8: {path} is not an fp8pass checkpoint (written by fp8pass.save_fp8)")
+        config = _config_from_dict(json.loads(metadata["config"]))
+        aliases = json.loads(metadata["aliases"])
+        keys = set(f.keys())
+        expected = {n for n, _ in model.named_parameters(remove_duplicate=False)} | {
+            n for n, _ in model.named_buffers(remove_duplicate=False)
+        }
+        stored = {k.removesuffix(".fp8") for k in keys if not k.endswith(".fp8_scale")} | set(aliases)
+        if missing := sorted(expected - stored):
+            raise ValueError(
+                f"load_fp8: {path} has no tensor for {len(missing)} of the model's, first '{missing[0]}'"
+            )
+        if unexpected := sorted(stored - expected):
+            raise ValueError(
+                f"load_fp8: {path} holds {len(unexpected)} tensors the model lacks, first '{unexpected[0]}'"
+            )
+        loaded: dict[str, torch.Tensor] = {}
+        for name in sorted(stored - set(aliases)):
+            if f"{name}.fp8" in keys:
+                loaded[name] = _hollow_parameter(
+                    _get(model, name),
+                    f.get_tensor(f"{name}.fp8"),
+                    f.get_tensor(f"{name}.fp8_scale"),
+                    config,
+                    device,
+                )
+            else:
+                loaded[name] = f.get_tensor(name)
+    for name, alias_of in aliases.items():
+        loaded[name] = loaded[alias_of]
+    for name, value in loaded.items():
+        _assign(model, name, value)
+    _index_model(model)
+    for value in loaded.values():
+        if _compat.is_released(value):
+            _guard_eager_use(model, value)
+    return config
+
+
+def _fp8_copy(t: torch.Tensor, config: FP8Config, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    entry = _STORE.lookup(t, config)
+    if entry is not None:
+        return entry.q, entry.scale
+    if _compat.is_released(t):
+        raise ValueError(f"save_fp8: '{name}' was converted with another dtype/granularity than {config}")
+    return quantize_weight(t, config.dtype, config.granularity)
+
+
+def _hollow_parameter(
+    like: torch.Tensor, q: torch.Tensor, scale: torch.Tensor, config: FP8Config, device: torch.device
+) -> torch.nn.Parameter:
+    param = torch.nn.Parameter(torch.empty(like.shape, dtype=like.dtype, device=device), requires_grad=False)
+    _compat.release_storage(param)
+    _STORE.adopt(param, config, _FP8Weight(q, scale, released=True))
+    return param
+
+
+def _get(model: torch.nn.Module, name: str) -> torch.Tensor:
+    module_name, _, attr = name.rpartition(".")
+    return getattr(model.get_submodule(module_name), attr)
+
+
+def _assign(model: torch.nn.Module, name: str, value: torch.Tensor) -> None:
+    module_name, _, attr = name.rpartition(".")
+    module = model.get_submodule(module_name)
+    if attr in module._parameters:
+        old = module._parameters[attr]
+        if not isinstance(value, torch.nn.Parameter):
+            value = torch.nn.Parameter(value, requires_grad=old is not None and old.requires_grad)
+        module._parameters[attr] = value
+    else:
+        module._buffers[attr] = value
+
+
+def _config_dict(config: FP8Config) -> dict:
+    return {
+        "compute": config.compute,
+        "granularity": config.granularity,
+        "dtype": str(config.dtype).removeprefix("torch."),
+        "skip": list(config.skip),
+        "min_weight_numel": config.min_weight_numel,
+    }
+
+
+def _config_from_dict(d: dict) -> FP8Config:
+    return FP8Config(**{**d, "dtype": getattr(torch, d["dtype"]), "skip": tuple(d["skip"])})

@@ -1,0 +1,91 @@
+import copy
+
+import pytest
+import torch
+
+import fp8pass
+from fp8pass import FP8Backend, FP8Config, load_fp8, save_fp8, zoo
+
+from .helpers import BF16, ToyDenoiser, compile_fp8, live_cpu_tensor_bytes, sqnr
+
+
+def run(model, *args, **kwargs):
+    with torch.no_grad():
+        return model(*args, **kwargs)
+
+
+def _skeleton():
+    with torch.device("meta"):
+        return ToyDenoiser().to(BF16).requires_grad_(False)
+
+
+def test_round_trip_gives_the_compiled_models_output(toy, toy_input, tmp_path):
+    path = tmp_path / "toy.safetensors"
+    save_fp8(toy, path, FP8Config(granularity="channel"))
+    direct = run(compile_fp8(copy.deepcopy(toy))[0], toy_input)
+    skeleton = _skeleton()
+    config = load_fp8(skeleton, path, "cpu")
+    assert config.granularity == "channel" and config.dtype == torch.float8_e4m3fn
+    cm, be = compile_fp8(skeleton, config)
+    out = run(cm, toy_input)
+    torch.testing.assert_close(out, direct, rtol=0, atol=0)  # the same FP8 bytes and scales
+    assert sqnr(run(toy, toy_input), out) > 25
+    assert be.num_quantized == 0  # nothing was quantized again
+    assert skeleton.fc2_tied.weight is skeleton.fc2.weight  # tied weights stay tied
+    assert skeleton.conv.weight.dtype == BF16 and skeleton.conv.weight.device.type == "cpu"
+    with pytest.raises(RuntimeError, match="cannot run eagerly"):
+        run(skeleton, toy_input)
+
+
+def test_loading_never_holds_the_original_weights():
+    torch.manual_seed(0)
+    model = ToyDenoiser(ch=256, hidden=512).to(BF16).requires_grad_(False)
+    rows = fp8pass.passes.plan_modules(model, FP8Config())
+    bf16 = sum(la.module.weight.numel() * 2 for la in rows if la.converted and la.name != "fc2_tied")
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        save_fp8(model, f"{d}/m.safetensors")
+        file_bytes = sum(t.numel() * t.element_size() for t in model.parameters())
+        del model
+        with torch.device("meta"):
+            skeleton = ToyDenoiser(ch=256, hidden=512).to(BF16).requires_grad_(False)
+        before = live_cpu_tensor_bytes()
+        load_fp8(skeleton, f"{d}/m.safetensors")
+        grown = live_cpu_tensor_bytes() - before
+    # everything that is not a converted weight, plus the FP8 copies (half their bf16 bytes + scales)
+    assert grown <= file_bytes - bf16 + 0.51 * bf16 + 4 * 1024
+    assert grown < 0.6 * file_bytes
+
+
+def test_a_diffusers_model_from_a_meta_skeleton(tmp_path):
+    model, inputs = zoo.build("flux-dev-tiny")
+    ref = run(model, **inputs).sample
+    save_fp8(model, tmp_path / "flux.safetensors")
+    skeleton = zoo.build_model("flux-dev-tiny", "meta")
+    config = load_fp8(skeleton, tmp_path / "flux.safetensors")
+    out = run(torch.compile(skeleton, backend=FP8Backend(config, inner="aot_eager")), **inputs).sample
+    assert sqnr(ref, out) > 40
+
+
+def test_an_already_converted_model_can_be_saved(toy, toy_input, tmp_path):
+    cm, _ = compile_fp8(toy)
+    out = run(cm, toy_input)  # releases the originals
+    save_fp8(toy, tmp_path / "m.safetensors")
+    skeleton = _skeleton()
+    config = load_fp8(skeleton, tmp_path / "m.safetensors")
+    torch.testing.assert_close(run(compile_fp8(skeleton, config)[0], toy_input), out, rtol=0, atol=0)
+
+
+def test_bad_files_are_refused(toy, tmp_path):
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.ones(2)}, str(tmp_path / "plain.safetensors"))
+    with pytest.raises(ValueError, match="is not an fp8pass checkpoint"):
+        load_fp8(_skeleton(), tmp_path / "plain.safetensors")
+    save_fp8(toy, tmp_path / "toy.safetensors")
+    with torch.device("meta"):
+        other = ToyDenoiser().to(BF16)
+    other.extra = torch.nn.Linear(4, 4)
+    with pytest.raises(ValueError, match="has no tensor for 2 of the model's, first 'extra.bias'"):
+        load_fp8(other, tmp_path / "toy.safetensors")
