@@ -20,6 +20,7 @@ import torch
 from tabulate import tabulate
 
 from fp8pass import FP8Backend, FP8Config, zoo
+from fp8pass.analyze import weight_bytes
 from fp8pass.metrics import psnr, sqnr, ssim
 from fp8pass.passes import plan_modules
 
@@ -28,26 +29,22 @@ FULL = ["sd15", "sdxl", "flux-dev", "sd35-medium", "wan21-1.3b"]
 
 def static_counts(name: str, config: FP8Config) -> dict:
     model = zoo.build_model(name, "meta")
-    layers = plan_modules(model, config, check_values=False)
-    seen, before, after = set(), 0, 0
-    for layer in layers:
-        w = layer.module.weight
-        if id(w) in seen:
-            continue
-        seen.add(id(w))
-        before += w.numel() * w.element_size()
-        scales = w.shape[0] if config.granularity == "channel" else 1
-        after += (w.numel() + 4 * scales) if layer.converted else w.numel() * w.element_size()
-    params = {id(p): p for p in model.parameters()}
-    total = sum(p.numel() * p.element_size() for p in params.values())
+    counts = weight_bytes(model, config)
+    kept = sorted(
+        {
+            la.reason.split(" '")[0]
+            for la in plan_modules(model, config, check_values=False)
+            if not la.converted
+        }
+    )
     return {
-        "layers_converted": sum(la.converted for la in layers),
-        "layers_total": len(layers),
-        "params_b": sum(p.numel() for p in params.values()) / 1e9,
-        "linear_conv_bytes_bf16": before,
-        "linear_conv_bytes_fp8": after,
-        "model_bytes_ratio": (total - before + after) / total,
-        "kept": sorted({la.reason.split(" '")[0] for la in layers if not la.converted}),
+        "layers_converted": counts["layers_converted"],
+        "layers_total": counts["layers_total"],
+        "params_b": counts["params"] / 1e9,
+        "linear_conv_bytes_bf16": counts["linear_conv_bytes_before"],
+        "linear_conv_bytes_fp8": counts["linear_conv_bytes_after"],
+        "model_bytes_ratio": counts["model_ratio"],
+        "kept": kept,
     }
 
 

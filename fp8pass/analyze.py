@@ -23,7 +23,7 @@ from .metrics import sqnr
 from .passes import ModuleLayer, plan_modules
 from .quantize import dequantize_weight, quantize_weight
 
-__all__ = ["FidelityReport", "LayerFidelity", "analyze"]
+__all__ = ["FidelityReport", "LayerFidelity", "analyze", "weight_bytes"]
 
 
 @dataclass(frozen=True)
@@ -204,3 +204,31 @@ def _fp8_weights(layers: list[ModuleLayer], fp8: dict) -> Iterator[None]:
     finally:
         for h in handles:
             h.remove()
+
+
+def weight_bytes(model: torch.nn.Module, config: FP8Config | None = None) -> dict[str, float]:
+    """What ``config`` does to ``model``'s weight memory, from shapes alone (works on ``meta``
+    models): linear/conv weight bytes before and after, the whole model's ratio, layer counts."""
+    config = config or FP8Config()
+    layers = plan_modules(model, config, check_values=False)
+    seen: set[int] = set()
+    before = after = 0
+    for layer in layers:
+        w = layer.module.weight
+        if id(w) in seen:
+            continue
+        seen.add(id(w))
+        size = w.numel() * w.element_size()
+        before += size
+        scales = w.shape[0] if config.granularity == "channel" else 1
+        after += w.numel() * torch.finfo(config.dtype).bits // 8 + 4 * scales if layer.converted else size
+    params = {id(p): p for p in model.parameters()}.values()
+    total = sum(p.numel() * p.element_size() for p in params)
+    return {
+        "layers_converted": sum(la.converted for la in layers),
+        "layers_total": len(layers),
+        "params": sum(p.numel() for p in params),
+        "linear_conv_bytes_before": before,
+        "linear_conv_bytes_after": after,
+        "model_ratio": (total - before + after) / total if total else 1.0,
+    }

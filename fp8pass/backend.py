@@ -139,6 +139,8 @@ class FP8Backend:
         self.options = dict(options or {})
         self.num_quantized = 0
         self.num_graphs = 0
+        #: (code of the graph Dynamo captured, the rewritten GraphModule) per compiled graph
+        self.graphs: list[tuple[str, fx.GraphModule]] = []
         self._rows: dict[tuple[str, str], LayerReport] = {}
 
     def __repr__(self) -> str:
@@ -158,6 +160,7 @@ class FP8Backend:
         self._restore_unconverted(layers)
         weights = {id(layer.weight.tensor): self._fp8_weight(layer) for layer in converted}
         new_gm, positions = rewrite(gm, layers)
+        self.graphs.append((gm.code, new_gm))
         fp8_inputs = self._fp8_inputs([example_inputs[i] for i in positions])
         compiled = self._inner_compile(new_gm, [*example_inputs, *fp8_inputs], len(example_inputs))
         if self.config.release_weights:

@@ -1,0 +1,36 @@
+"""Each notebook runs top to bottom on CPU with tiny models (stored without outputs)."""
+
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
+
+
+def test_there_are_three_notebooks_stored_without_outputs():
+    assert [p.name for p in NOTEBOOKS] == [
+        "01_hook_vs_compiled.ipynb",
+        "02_inside_the_pass.ipynb",
+        "03_quantization_experiments.ipynb",
+    ]
+    for path in NOTEBOOKS:
+        cells = nbformat.read(path, as_version=4).cells
+        assert all(
+            not c.get("outputs") and not c.get("execution_count") for c in cells if c.cell_type == "code"
+        )
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_runs(path):
+    notebook = nbformat.read(path, as_version=4)
+    NotebookClient(
+        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+    ).execute()
+    outputs = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert (
+        any(o.output_type == "display_data" and "image/png" in o.get("data", {}) for o in outputs)
+        or path.stem == "02_inside_the_pass"
+    )
