@@ -72,7 +72,10 @@ def _fp8pass(compute: str, granularity: str = "channel", mode: str | None = None
 
 def _fp8_hooks(model: torch.nn.Module, device: torch.device) -> Prepared:
     hooks = apply_fp8_hooks(model, FP8Config())
-    return model, {"report": hooks.report, "extra": lambda: [s.q for s in hooks._stored.values()]}
+    return model, {
+        "report": hooks.report,
+        "extra": lambda: [t for s in hooks._stored.values() for t in (s.q, s.scale)],
+    }
 
 
 def _diffusers_hooks(model: torch.nn.Module, device: torch.device) -> Prepared:
