@@ -141,7 +141,7 @@ class FP8Backend:
         self.num_graphs = 0
         #: (code of the graph Dynamo captured, the rewritten GraphModule) per compiled graph
         self.graphs: list[tuple[str, fx.GraphModule]] = []
-        self._rows: dict[tuple[str, str], LayerReport] = {}
+        self._rows: dict[tuple[str, Any], LayerReport] = {}
 
     def __repr__(self) -> str:
         c = self.config
@@ -269,7 +269,8 @@ class FP8Backend:
                 note = note or f"weight bytes counted under '{counted[id(w)]}'"
             elif w is not None:
                 counted[id(w)] = layer.name
-            key = (layer.name, layer.weight.path if layer.weight else layer.node.name)
+            # one row per layer and weight: recompiles update it, another model's same-named layer adds one
+            key = (layer.name, id(w) if w is not None else layer.node.name)
             self._rows[key] = LayerReport(
                 name=layer.name,
                 kind=layer.kind,

@@ -164,3 +164,32 @@ def test_calls_from_several_threads(toy):
         t.join()
     assert all(sqnr(r, o) > 25 for r, o in zip(refs, outs, strict=True))
     assert be.num_quantized == TOY_CONVERTED_WEIGHTS
+
+
+def test_two_compiled_denoisers_in_one_pipeline_share_nothing():
+    """UNet + ControlNet in one pipeline, both compiled with one backend object: each runs with its
+    own FP8 weights, and the decoded image matches the bf16 pipeline's."""
+    import diffusers
+
+    from fp8pass import zoo
+    from fp8pass.metrics import psnr, ssim
+
+    pipe, call = zoo.build_pipeline("sd15-tiny")
+    controlnet = diffusers.ControlNetModel.from_unet(pipe.unet, conditioning_embedding_out_channels=(16, 32))
+    zoo.init_weights(controlnet, seed=7)  # not a copy of the UNet's weights
+    controlnet = controlnet.to(BF16).requires_grad_(False)
+    pipe = diffusers.StableDiffusionControlNetPipeline(**pipe.components, controlnet=controlnet)
+    pipe.set_progress_bar_config(disable=True)
+    call["image"] = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    ref = pipe(**call, generator=torch.Generator().manual_seed(0)).images
+
+    be = FP8Backend(inner="aot_eager")
+    pipe.unet = torch.compile(pipe.unet, backend=be)
+    pipe.controlnet = torch.compile(pipe.controlnet, backend=be)
+    out = pipe(**call, generator=torch.Generator().manual_seed(0)).images
+    assert psnr(ref, out) > 30 and ssim(ref, out) > 0.99
+    carrying_bytes = [r for r in be.report() if r.converted and r.bytes_before]  # a row per weight
+    assert be.num_quantized == len(carrying_bytes) and be.num_graphs == 2
+    assert any(r.weight.startswith("controlnet_") for r in carrying_bytes)  # the ControlNet's own layers
+    # both models' rows are there, also where their layer names coincide
+    assert sum(r.name == "down_blocks.0.resnets.0.conv1" for r in be.report()) == 2
