@@ -19,25 +19,19 @@ import torch
 
 from fp8pass import FP8Backend, FP8Config, zoo
 from fp8pass.analyze import analyze
+from fp8pass.bench import held_weight_bytes, resolve_device
 from fp8pass.metrics import sqnr
-
-
-def held_bytes(model: torch.nn.Module) -> int:
-    storages = {}
-    for t in list(model.parameters()) + list(model.buffers()):
-        s = t.untyped_storage()
-        storages[s.data_ptr()] = s.nbytes()
-    return sum(storages.values())
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default="sd15")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default="auto")
     parser.add_argument("--alone", type=int, default=6)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    model, inputs = zoo.build(args.model, args.device)
+    device = resolve_device(args.device)
+    model, inputs = zoo.build(args.model, device)
     with torch.no_grad():
         ref = model(**inputs, return_dict=False)[0]
     fidelity = analyze(model, inputs, FP8Config(), alone=args.alone)
@@ -46,12 +40,12 @@ def main() -> None:
             "date": datetime.date.today().isoformat(),
             "model": args.model,
             "shape": zoo.MODELS[args.model].shape_note,
-            "device": args.device,
+            "device": device.type,
             "torch": torch.__version__,
         },
         "analyze_end_to_end_sqnr_db": fidelity.end_to_end_sqnr,
         "most_sensitive": [r.__dict__ for r in fidelity.most_sensitive(args.alone)],
-        "bytes_before": held_bytes(model),
+        "bytes_before": held_weight_bytes(model, [], []),
     }
     for compute in ("cast", "scaled_mm"):
         torch._dynamo.reset()
@@ -63,7 +57,7 @@ def main() -> None:
         result["layers_converted"] = f"{sum(r.converted for r in rows)}/{len(rows)}"
         result["graphs"] = be.num_graphs
         if compute == "scaled_mm":  # the last run releases the originals: measure what is held
-            result["bytes_after"] = held_bytes(model) + sum(r.bytes_after for r in rows if r.converted)
+            result["bytes_after"] = held_weight_bytes(model, rows, [])
     result["ratio"] = result["bytes_after"] / result["bytes_before"]
     print(json.dumps({k: v for k, v in result.items() if k != "most_sensitive"}, indent=1))
     print(fidelity.table(args.alone))

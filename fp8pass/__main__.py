@@ -62,15 +62,12 @@ def _layers(args: argparse.Namespace) -> int:
 
     import torch
 
+    from .bench import resolve_device
     from .layerbench import format_layer_results, run_layer_benchmark
 
-    device = (
-        "cuda"
-        if args.device == "auto" and torch.cuda.is_available()
-        else ("cpu" if args.device == "auto" else args.device)
-    )
-    mode = args.mode or ("max-autotune" if device.startswith("cuda") else None)
-    gpu = f"  gpu={torch.cuda.get_device_name(device)}" if device.startswith("cuda") else ""
+    device = resolve_device(args.device)
+    mode = args.mode or ("max-autotune" if device.type == "cuda" else None)
+    gpu = f"  gpu={torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
     print(f"model={args.model}  torch={torch.__version__}  device={device}{gpu}  mode={mode}")
     rows = run_layer_benchmark(args.model, device, mode, args.max_m, args.steps)
     print(format_layer_results(rows))
@@ -86,20 +83,18 @@ def _report(args: argparse.Namespace) -> int:
     from . import zoo
     from .analyze import analyze
     from .backend import FP8Backend
+    from .bench import resolve_device
     from .config import FP8Config
     from .metrics import sqnr
 
-    device = (
-        "cuda"
-        if args.device == "auto" and torch.cuda.is_available()
-        else ("cpu" if args.device == "auto" else args.device)
-    )
+    device = resolve_device(args.device)
     config = FP8Config(
         compute=args.compute, granularity=args.granularity, dtype=getattr(torch, f"float8_{args.dtype}")
     )
     model, inputs = zoo.build(args.model, device)
     print(
-        f"model={args.model} ({zoo.MODELS[args.model].shape_note})  device={device}  torch={torch.__version__}  {config}"
+        f"model={args.model} ({zoo.MODELS[args.model].shape_note})  device={device}  torch={torch.__version__}  "
+        f"compute={config.compute}  granularity={config.granularity}  dtype={config.dtype}"
     )
     fidelity = analyze(model, inputs, config, alone=args.alone)
     with torch.no_grad():

@@ -30,7 +30,16 @@ from .config import FP8Config
 from .hooks import apply_fp8_hooks
 from .metrics import sqnr
 
-__all__ = ["VARIANTS", "Result", "environment", "format_results", "run_benchmark"]
+__all__ = [
+    "VARIANTS",
+    "Result",
+    "environment",
+    "format_results",
+    "held_weight_bytes",
+    "resolve_device",
+    "run_benchmark",
+    "time_ms",
+]
 
 
 @dataclass
@@ -131,9 +140,7 @@ def run_benchmark(
 
     By default max-autotune variants run only on CUDA (on a CPU they take many minutes to tune).
     """
-    dev = torch.device(
-        "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
-    )
+    dev = resolve_device(device)
     if max_autotune is None:
         max_autotune = dev.type == "cuda"
     names = variants or [n for n, (_, autotune) in VARIANTS.items() if max_autotune or not autotune]
@@ -177,7 +184,7 @@ def _run_variant(name, model_name, dev, inputs, steps, warmup) -> tuple[Result, 
         first = time.perf_counter() - t0
         for _ in range(warmup):
             _step(fn, inputs)
-        times = _time_steps(fn, inputs, steps, dev)
+        times = time_ms(lambda: _step(fn, inputs), dev, steps)
         peak = _peak_bytes(fn, inputs, dev)
         rows = info["report"]() if "report" in info else []
         result = Result(
@@ -185,7 +192,7 @@ def _run_variant(name, model_name, dev, inputs, steps, warmup) -> tuple[Result, 
             True,
             step_ms=statistics.median(times),
             first_call_s=first,
-            weight_bytes=_weight_bytes(model, rows, info.get("extra", lambda: [])()),
+            weight_bytes=held_weight_bytes(model, rows, info.get("extra", lambda: [])()),
             peak_bytes=peak,
             converted=f"{sum(r.converted for r in rows)}/{len(rows)}" if rows else "",
         )
@@ -220,21 +227,29 @@ def _step(fn: Callable[..., Any], inputs: dict[str, Any]) -> torch.Tensor:
     return out[0] if isinstance(out, tuple) else out.sample
 
 
-def _time_steps(fn, inputs, steps: int, dev: torch.device) -> list[float]:
+def time_ms(call: Callable[[], Any], device: torch.device, steps: int) -> list[float]:
+    """Wall times of ``steps`` calls in ms: CUDA events on a GPU, ``perf_counter`` elsewhere."""
     times = []
     for _ in range(steps):
-        if dev.type == "cuda":
+        if device.type == "cuda":
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             start.record()
-            _step(fn, inputs)
+            call()
             end.record()
             end.synchronize()
             times.append(start.elapsed_time(end))
         else:
             t0 = time.perf_counter()
-            _step(fn, inputs)
+            call()
             times.append((time.perf_counter() - t0) * 1e3)
     return times
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` -> CUDA when present, else CPU; anything else as given."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
 
 
 def _peak_bytes(fn, inputs, dev: torch.device) -> int | None:
@@ -247,7 +262,7 @@ def _peak_bytes(fn, inputs, dev: torch.device) -> int | None:
     return torch.cuda.max_memory_allocated(dev)
 
 
-def _weight_bytes(model: torch.nn.Module, rows, extra: list[torch.Tensor]) -> int:
+def held_weight_bytes(model: torch.nn.Module, rows, extra: list[torch.Tensor]) -> int:
     """Distinct storages held by the model's parameters and buffers (inner tensors of tensor
     subclasses included), plus FP8 copies held outside the model."""
     storages: dict[int, int] = {}

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import statistics
-import time
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from . import ops, zoo
+from .bench import resolve_device, time_ms
 from .quantize import quantize_weight
 
 __all__ = ["LayerShape", "format_layer_results", "layer_shapes", "run_layer_benchmark"]
@@ -105,20 +105,7 @@ def _functions(shape: LayerShape, device: torch.device) -> dict[str, tuple[Any, 
 def _median_ms(fn, args, device: torch.device, steps: int, warmup: int) -> float:
     for _ in range(warmup):
         fn(*args)
-    times = []
-    for _ in range(steps):
-        if device.type == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn(*args)
-            end.record()
-            end.synchronize()
-            times.append(start.elapsed_time(end))
-        else:
-            t0 = time.perf_counter()
-            fn(*args)
-            times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+    return statistics.median(time_ms(lambda: fn(*args), device, steps))
 
 
 def run_layer_benchmark(
@@ -131,9 +118,7 @@ def run_layer_benchmark(
 ) -> list[dict[str, Any]]:
     """Time every distinct layer shape (or those with at most ``max_m`` rows). Each function is
     compiled with ``torch.compile(mode=mode)`` (max-autotune by default on CUDA), one shape at a time."""
-    dev = torch.device(
-        "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
-    )
+    dev = resolve_device(device)
     mode = mode if mode is not None else ("max-autotune" if dev.type == "cuda" else None)
     rows = []
     for shape, count in sorted(layer_shapes(model_name).items(), key=lambda kv: kv[0].mkn):

@@ -152,6 +152,11 @@ def weight_reason(name: str, w: torch.Tensor, config: FP8Config, check_values: b
     return ""
 
 
+def shared_with_reason(blocker: str, why: str) -> str:
+    """The reason a layer stays unconverted because another layer using its weight does."""
+    return f"weight shared with '{blocker}', which stays unconverted ({why})"
+
+
 def same_padding_reason(kernel: Sequence[int], dilation: Sequence[int]) -> str:
     if any(d * (k - 1) % 2 for d, k in zip(dilation, kernel, strict=True)):
         return "padding='same' with an even effective kernel pads asymmetrically"
@@ -193,9 +198,7 @@ def _unconvert_shared(layers: list[Layer], params: dict[fx.Node, ParamRef]) -> N
             if other:
                 layer.reason = f"weight is also read by {other[0].target} outside a linear/conv"
             elif blocker is not None:
-                layer.reason = (
-                    f"weight shared with '{blocker.name}', which stays unconverted ({blocker.reason})"
-                )
+                layer.reason = shared_with_reason(blocker.name, blocker.reason)
 
 
 def _choose_compute(layer: Layer, config: FP8Config) -> tuple[str, str]:
@@ -271,7 +274,7 @@ def plan_modules(model: torch.nn.Module, config: FP8Config, check_values: bool =
     for layer in layers:
         blocker = blockers.get(id(layer.module.weight))
         if layer.converted and blocker is not None:
-            layer.reason = f"weight shared with '{blocker.name}', which stays unconverted ({blocker.reason})"
+            layer.reason = shared_with_reason(blocker.name, blocker.reason)
     return layers
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 __all__ = ["LayerReport", "format_report", "summarize"]
 
@@ -29,9 +29,6 @@ class LayerReport:
     granularity: str | None = None
     released: bool = False
     note: str = ""
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def summarize(rows: Iterable[LayerReport]) -> dict[str, int | float]:

@@ -104,6 +104,19 @@ def _randn(
     return torch.randn(shape, generator=g, device=g.device).to(device, dtype)
 
 
+_FLUX_DEV = dict(
+    patch_size=1,
+    in_channels=64,
+    num_layers=19,
+    num_single_layers=38,
+    attention_head_dim=128,
+    num_attention_heads=24,
+    joint_attention_dim=4096,
+    pooled_projection_dim=768,
+    guidance_embeds=True,
+    axes_dims_rope=(16, 56, 56),
+)
+
 _SDXL_BLOCKS = {
     "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
     "up_block_types": ("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
@@ -182,25 +195,14 @@ MODELS: dict[str, ZooModel] = {
         ZooModel(
             "flux-dev",
             "FluxTransformer2DModel",
-            dict(
-                patch_size=1,
-                in_channels=64,
-                num_layers=19,
-                num_single_layers=38,
-                attention_head_dim=128,
-                num_attention_heads=24,
-                joint_attention_dim=4096,
-                pooled_projection_dim=768,
-                guidance_embeds=True,
-                axes_dims_rope=(16, 56, 56),
-            ),
+            _FLUX_DEV,
             _flux_inputs(image_tokens=4096, text_tokens=512, channels=64, text_dim=4096, pooled=768),
             "1024x1024 (4096 image + 512 text tokens), batch 1",
         ),
         ZooModel(
             "flux-dev-512",
             "FluxTransformer2DModel",
-            {},  # filled below: flux-dev's config at 512x512
+            _FLUX_DEV,
             _flux_inputs(image_tokens=1024, text_tokens=512, channels=64, text_dim=4096, pooled=768),
             "512x512 (1024 image + 512 text tokens), batch 1",
         ),
@@ -304,13 +306,6 @@ MODELS: dict[str, ZooModel] = {
         ),
     ]
 }
-MODELS["flux-dev-512"] = ZooModel(
-    "flux-dev-512",
-    "FluxTransformer2DModel",
-    MODELS["flux-dev"].config,
-    MODELS["flux-dev-512"].inputs,
-    MODELS["flux-dev-512"].shape_note,
-)
 
 
 def build_model(
