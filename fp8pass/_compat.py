@@ -6,6 +6,7 @@ this is the file to read first.
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
 from collections.abc import Callable, Sequence
@@ -25,7 +26,7 @@ def graph_parameters(
     """Placeholders that are module parameters -> (the real parameter, its Dynamo source).
 
     Relies on Dynamo lifting parameters to graph inputs (``inline_inbuilt_nn_modules``, the
-    default) and recording ``node.meta["grapharg"].source``. Checked on torch 2.13.0 (CPU); 2.11 not yet checked.
+    default) and recording ``node.meta["grapharg"].source``. Checked on torch 2.13.0 and 2.11.0 (CPU).
     """
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
     found = {}
@@ -49,7 +50,7 @@ def autocast_regions(graph: fx.Graph) -> dict[fx.Node, dict[str, torch.dtype | N
     """For each node, the autocast state in force there: device type -> dtype (None: disabled).
 
     Dynamo records ``torch.autocast`` blocks as ``_enter_autocast(device, dtype, enabled, ...)`` /
-    ``_exit_autocast(enter_node)`` calls. Checked on torch 2.13.0 (CPU); 2.11 not yet checked.
+    ``_exit_autocast(enter_node)`` calls. Checked on torch 2.13.0 and 2.11.0 (CPU).
     """
     from torch.amp.autocast_mode import _enter_autocast, _exit_autocast
 
@@ -95,7 +96,7 @@ def root_module(source: Any) -> torch.nn.Module | None:
     compiled module), found by evaluating the source's bases in the frame being compiled.
     None when that is not possible (then the caller keeps the original weight).
 
-    Uses ``InstructionTranslator.current_tx()`` and ``Source.base``; checked on torch 2.13.0 (CPU); 2.11 not yet checked.
+    Uses ``InstructionTranslator.current_tx()`` and ``Source.base``; checked on torch 2.13.0 and 2.11.0 (CPU).
     """
     try:
         from torch._dynamo.symbolic_convert import InstructionTranslator
@@ -122,12 +123,17 @@ def outermost_module(module: torch.nn.Module) -> torch.nn.Module:
     When Dynamo compiles a frame below the model's own forward (a graph break in a loop over
     blocks makes it run the outer forward eagerly and compile each block's frame), the frame's
     ``self`` is one block; the model calling it is still on the stack. Reads ``f_locals['self']``
-    of the calling frames; checked on torch 2.13.0 (CPU) / CPython 3.11; 2.11 not yet checked.
+    of the calling frames, and unwraps ``OptimizedModule`` (``_orig_mod``); checked on torch 2.13.0
+    and 2.11.0 (CPU) / CPython 3.11.
     """
+    from torch._dynamo.eval_frame import OptimizedModule
+
     best = module
     frame = sys._getframe(1)
     while frame is not None:
         candidate = frame.f_locals.get("self")
+        if isinstance(candidate, OptimizedModule):  # torch.compile's wrapper: name from the model
+            candidate = candidate._orig_mod
         if isinstance(candidate, torch.nn.Module) and candidate is not best:
             if any(m is best for m in candidate.modules()):
                 best = candidate
@@ -145,7 +151,7 @@ def carry_dynamo_metadata(
     ``_param_name_to_source`` and each placeholder's ``_dynamo_source`` and
     ``meta["tensor_dict"]["_dynamo_static_input_type"]``; without them it marks no input static.
     See ``_try_get_metadata_from_dynamo`` in torch/_functorch/_aot_autograd/frontend_utils.py.
-    Checked on torch 2.13.0 (CPU); 2.11 not yet checked.
+    Checked on torch 2.13.0 and 2.11.0 (CPU).
     """
     if "dynamo_compile_id" not in old.meta:
         return
@@ -163,8 +169,8 @@ def carry_dynamo_metadata(
 def static_fakes(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
     """Fake copies, with static shapes, in the fake mode Dynamo is tracing with. Graph inputs
     that fp8pass adds have no Dynamo source: left to AOT autograd, they get symbolic sizes whose
-    guards Dynamo cannot express. Uses ``TracingContext.fake_mode``; checked on torch 2.13.0 (CPU);
-    2.11 not yet checked."""
+    guards Dynamo cannot express. Uses ``TracingContext.fake_mode``; checked on torch 2.13.0 and
+    2.11.0 (CPU)."""
     context = torch._guards.TracingContext.try_get()
     if context is None or context.fake_mode is None:
         return tensors
@@ -174,7 +180,7 @@ def static_fakes(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
 def release_storage(t: torch.Tensor) -> bool:
     """Free ``t``'s memory but keep its shape, dtype, device and identity (so Dynamo's guards
     still pass). Reading it afterwards is undefined; callers must stop every eager read.
-    The same mechanism FSDP2 uses. Checked on torch 2.13.0 (CPU); 2.11 not yet checked."""
+    The same mechanism FSDP2 uses. Checked on torch 2.13.0 and 2.11.0 (CPU)."""
     storage = t.untyped_storage()
     if t.storage_offset() != 0 or storage.nbytes() != t.numel() * t.element_size():
         return False
@@ -192,13 +198,39 @@ def restore_storage(t: torch.Tensor, value: torch.Tensor) -> None:
         t.copy_(value)
 
 
+def rowwise_scaled_mm_supported(device: torch.device) -> bool:
+    """Whether ``torch._scaled_mm`` takes per-row / per-column scales on ``device``: tried once
+    per device on a 16x16 problem. torch 2.11's CPU kernel takes per-tensor scales only (checked:
+    2.11.0+cu130 on CPU refuses, 2.13.0+cpu accepts); on CUDA it needs compute capability 8.9+."""
+    device = torch.device(device)
+    return _rowwise_probe(device.type, device.index)
+
+
+@functools.cache
+def _rowwise_probe(device_type: str, index: int | None) -> bool:
+    device = torch.device(device_type, index) if index is not None else torch.device(device_type)
+    try:
+        a = torch.ones(16, 16, device=device).to(torch.float8_e4m3fn)
+        b = torch.ones(16, 16, device=device).to(torch.float8_e4m3fn).t()
+        torch._scaled_mm(
+            a,
+            b,
+            scale_a=torch.ones(16, 1, device=device),
+            scale_b=torch.ones(1, 16, device=device),
+            out_dtype=torch.bfloat16,
+        )
+    except (RuntimeError, NotImplementedError):
+        return False
+    return True
+
+
 def inductor_compiler(
     mode: str | None, options: dict[str, Any] | None, decompositions: dict[Any, Callable[..., Any]]
 ) -> Callable[[fx.GraphModule, list[Any]], Any]:
     """Inductor with ``torch.compile``'s ``mode``/``options`` semantics plus extra decompositions.
 
     ``compile_fx(..., config_patches=, decompositions=)`` and ``select_decomp_table`` are
-    internal; checked on torch 2.13.0 (CPU); 2.11 not yet checked.
+    internal; checked on torch 2.13.0 and 2.11.0 (CPU).
     """
     from torch._inductor import list_mode_options
     from torch._inductor.compile_fx import compile_fx

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 import warnings
@@ -14,7 +13,7 @@ import torch
 import torch.fx as fx
 from torch.utils.weak import WeakIdKeyDictionary
 
-from . import _compat
+from . import _compat, guards
 from .config import FP8Config
 from .ops import DECOMPOSITIONS
 from .passes import Layer, ParamRef, plan, rewrite
@@ -91,12 +90,10 @@ class _WeightStore:
 
 
 _STORE = _WeightStore()
-_GUARDED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # module -> its hook handles
-_GUARDED_APPLY: weakref.WeakSet[torch.nn.Module] = weakref.WeakSet()
 # parameter -> weakref to the outermost module it was seen in, filled as models are compiled
 _ROOTS: WeakIdKeyDictionary = WeakIdKeyDictionary()
 _INDEXED: weakref.WeakSet[torch.nn.Module] = weakref.WeakSet()
-_OWNER_INDEX: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_OFFLOAD_CHECKED: weakref.WeakSet[torch.nn.Module] = weakref.WeakSet()
 
 
 class FP8Backend:
@@ -157,6 +154,8 @@ class FP8Backend:
         converted = [layer for layer in layers if layer.converted]
         _refuse_meta(converted)
         _refuse_training(converted)
+        if self.config.release_weights:
+            _refuse_offloading(converted, sources)
         self._restore_unconverted(layers)
         weights = {id(layer.weight.tensor): self._fp8_weight(layer) for layer in converted}
         new_gm, positions = rewrite(gm, layers)
@@ -297,20 +296,18 @@ def _release_param(param: torch.Tensor, entry: _FP8Weight, root: torch.nn.Module
     if root not in _INDEXED:  # remember every parameter's model, for instances met later
         model = _compat.outermost_module(root)
         _INDEXED.add(root)
-        _INDEXED.add(model)
-        ref = weakref.ref(model)
-        for p in model.parameters():
-            if p not in _ROOTS:
-                _ROOTS[p] = ref
+        _index_model(model)
     copy = param.detach().to("cpu", copy=True) if keep_copy else None
     if not _compat.release_storage(param):
         return "original weight kept: it shares storage with other tensors"
     entry.released, entry.original = True, copy
-    _guard_eager_use(root, param)
+    guards.guard_eager_use(root, param)
     return ""
 
 
 def _index_model(model: torch.nn.Module) -> None:
+    """Remember every parameter's model (for instances met later) and watch its parameters."""
+    guards.watch(model)
     _INDEXED.add(model)
     ref = weakref.ref(model)
     for p in model.parameters():
@@ -368,12 +365,8 @@ def restore(model: torch.nn.Module) -> int:
                 _compat.restore_storage(p, entry.original.to(p.device))
                 restored += 1
         _STORE.forget(p)
-    for module in model.modules():
-        for handle in _GUARDED.pop(module, []):
-            handle.remove()
-        if module in _GUARDED_APPLY:
-            _GUARDED_APPLY.discard(module)
-            module.__dict__.pop("_apply", None)
+    guards.unguard(model)
+    guards.unwatch(model)
     return restored
 
 
@@ -387,6 +380,16 @@ def _refuse_meta(converted: list[Layer]) -> None:
         )
 
 
+def _refuse_offloading(converted: list[Layer], sources: WeakIdKeyDictionary) -> None:
+    """Once per module compiled (reading the call stack's locals, as ``outermost_module`` does,
+    keeps the caller's locals alive until they next change)."""
+    for layer in converted:
+        root = _compat.root_module(sources[layer.weight.tensor])
+        if root is not None and root not in _OFFLOAD_CHECKED:
+            guards.refuse_offloading(_compat.outermost_module(root))
+            _OFFLOAD_CHECKED.add(root)
+
+
 def _refuse_training(converted: list[Layer]) -> None:
     if not torch.is_grad_enabled():
         return
@@ -398,70 +401,6 @@ def _refuse_training(converted: list[Layer]) -> None:
             "gradients. Call the model under torch.no_grad() or torch.inference_mode(), or call "
             "model.requires_grad_(False) first."
         )
-
-
-def _guard_eager_use(root: torch.nn.Module, param: torch.Tensor) -> None:
-    """Make eager use of modules whose weight storage was released fail with a clear error
-    instead of reading freed memory: calling or saving a module that owns ``param``, and moving
-    or casting it or any module above it (refused before anything has moved)."""
-    for name, module, chain in _owners(root).get(id(param), []):
-        label = name or type(module).__name__
-        for ancestor_name, ancestor in chain:
-            if ancestor not in _GUARDED_APPLY:
-                _GUARDED_APPLY.add(ancestor)
-                # .to() / .cuda() / .float() / .half() copy parameters through Module._apply, which
-                # has no hook: shadow it on the instance (set while Dynamo compiles, before it
-                # builds its guards, so it costs no recompile).
-                ancestor._apply = functools.partial(_refuse_apply, label, ancestor_name or "the model")
-        if module not in _GUARDED:
-            _GUARDED[module] = [
-                module.register_forward_pre_hook(functools.partial(_refuse_eager_call, label)),
-                module.register_state_dict_pre_hook(functools.partial(_refuse_state_dict, label)),
-            ]
-
-
-def _owners(root: torch.nn.Module) -> dict[int, list]:
-    """id(parameter) -> [(module path, module, [(path, module) from root down to it])], per root."""
-    index = _OWNER_INDEX.get(root)
-    if index is None:
-        index = {}
-        modules = dict(root.named_modules(remove_duplicate=False))
-        for name, module in modules.items():
-            parts = name.split(".") if name else []
-            chain = [(".".join(parts[:i]), modules[".".join(parts[:i])]) for i in range(len(parts) + 1)]
-            for p in module._parameters.values():
-                if p is not None:
-                    index.setdefault(id(p), []).append((name, module, chain))
-        _OWNER_INDEX[root] = index
-    return index
-
-
-def _refuse_eager_call(name: str, module: torch.nn.Module, args: Any) -> None:
-    if torch.compiler.is_compiling():
-        return
-    raise RuntimeError(
-        f"fp8pass: '{name}' ({type(module).__name__}) cannot run eagerly: torch.compile with the "
-        "fp8pass backend moved its weight to FP8 and released the original storage. Call the module "
-        "that torch.compile returned instead (if that is what you did, torch.compile fell back to "
-        "eager, e.g. at torch._dynamo.config.recompile_limit), or compile with "
-        "FP8Config(release_weights=False) to keep the original weights."
-    )
-
-
-def _refuse_state_dict(name: str, module: torch.nn.Module, prefix: str, keep_vars: bool) -> None:
-    raise RuntimeError(
-        f"fp8pass: cannot take the state_dict of '{name}': its original weight was released when "
-        "fp8pass converted it to FP8. Save the model before compiling it, or compile with "
-        "FP8Config(release_weights=False)."
-    )
-
-
-def _refuse_apply(layer: str, target: str, *args: Any, **kwargs: Any) -> None:
-    raise RuntimeError(
-        f"fp8pass: cannot move or cast {target} (.to(), .cuda(), .float(), ...): the original weight "
-        f"of '{layer}' was released when fp8pass converted it to FP8; nothing was changed. Move and "
-        "cast the model before compiling it, or compile with FP8Config(release_weights=False)."
-    )
 
 
 #: The default backend, ready for ``torch.compile(model, backend=fp8_backend)``.

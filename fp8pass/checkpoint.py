@@ -19,8 +19,9 @@ from pathlib import Path
 import torch
 
 from . import _compat
-from .backend import _STORE, _FP8Weight, _guard_eager_use, _index_model
+from .backend import _STORE, _FP8Weight, _index_model
 from .config import FP8Config
+from .guards import guard_eager_use
 from .passes import plan_modules
 from .quantize import quantize_weight
 
@@ -114,7 +115,7 @@ def load_fp8(model: torch.nn.Module, path: str | Path, device: str | torch.devic
     _index_model(model)
     for value in loaded.values():
         if _compat.is_released(value):
-            _guard_eager_use(model, value)
+            guard_eager_use(model, value)
     return config
 
 

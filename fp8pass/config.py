@@ -25,6 +25,9 @@ DEFAULT_SKIP: tuple[str, ...] = (
     # final output projection and the AdaLN that feeds it
     r"^(conv_out|proj_out)$",
     r"^norm_out\.",
+    # PEFT LoRA adapter matrices (``to_q.lora_A.default``): small, and swapped, re-weighted or
+    # fused by the user after loading, which needs their original values
+    r"\.lora_(A|B)\.",
 )
 
 _COMPUTES = ("auto", "cast", "scaled_mm")

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from . import ops, zoo
+from . import _compat, ops, zoo
 from .bench import resolve_device, time_ms
 from .quantize import quantize_weight
 
@@ -82,12 +82,13 @@ def _functions(shape: LayerShape, device: torch.device) -> dict[str, tuple[Any, 
     x = torch.randn(shape.x, generator=g, device=device).to(torch.bfloat16)
     w = (torch.randn(shape.w, generator=g, device=device) * 0.02).to(torch.bfloat16)
     q, scale = quantize_weight(w, torch.float8_e4m3fn, "channel")
+    rowwise = _compat.rowwise_scaled_mm_supported(device)  # per-row FP8 matmuls (not on torch 2.11's CPU)
     if shape.kind == "linear":
         fns = {
             "bf16": (F.linear, (x, w)),
             "fp8 cast": (ops.linear_math, (x, q, scale, None)),
         }
-        if all(d % 16 == 0 for d in shape.w):
+        if all(d % 16 == 0 for d in shape.w) and rowwise:
             fns["fp8 scaled_mm"] = (ops.scaled_linear_math, (x, q, scale, None))
         return fns
     conv = _CONV_FNS[len(shape.w)]
@@ -97,7 +98,7 @@ def _functions(shape: LayerShape, device: torch.device) -> dict[str, tuple[Any, 
         "fp8 cast": (lambda x, q, s: ops.conv_math(x, q, s, None, *args), (x, q, scale)),
     }
     one_by_one = all(k == 1 for k in shape.w[2:]) and not any(shape.padding) and set(shape.stride) == {1}
-    if one_by_one and shape.groups == 1 and shape.w[0] % 16 == 0 and shape.w[1] % 16 == 0:
+    if one_by_one and shape.groups == 1 and shape.w[0] % 16 == 0 and shape.w[1] % 16 == 0 and rowwise:
         fns["fp8 scaled_mm"] = (ops.scaled_conv_math, (x, q, scale, None))
     return fns
 

@@ -208,11 +208,11 @@ def _choose_compute(layer: Layer, config: FP8Config) -> tuple[str, str]:
         compute = "scaled_mm" if _has_fp8_matmul(w.device) else "cast"
     if compute == "cast":
         return "cast", ""
-    why = _scaled_mm_obstacle(layer)
+    why = _scaled_mm_obstacle(layer, config)
     return ("cast", f"cast instead of scaled_mm: {why}") if why else ("scaled_mm", "")
 
 
-def _scaled_mm_obstacle(layer: Layer) -> str:
+def _scaled_mm_obstacle(layer: Layer, config: FP8Config) -> str:
     w = layer.weight.tensor
     out_features, in_features = w.shape[0], w.shape[1]
     if layer.kind == "conv":
@@ -226,6 +226,11 @@ def _scaled_mm_obstacle(layer: Layer) -> str:
     dtype = layer.compute_dtype or getattr(x_val, "dtype", None)
     if dtype != torch.bfloat16:
         return f"FP8 matmul output is bfloat16 only; activation is {dtype or 'unknown'}"
+    if config.granularity == "channel" and not _compat.rowwise_scaled_mm_supported(w.device):
+        return (
+            f"torch {torch.__version__}'s _scaled_mm takes no per-row scales on {w.device.type}; "
+            "FP8Config(granularity='tensor') runs FP8 matmuls there"
+        )
     return ""
 
 

@@ -82,3 +82,9 @@ def compile_fp8(model, config=None, inner="aot_eager", **compile_kwargs):
 
 
 cuda_only = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+#: torch 2.11's CPU _scaled_mm takes per-tensor scales only; 2.13's takes per-row scales too
+ROWWISE_CPU = fp8pass._compat.rowwise_scaled_mm_supported(torch.device("cpu"))
+needs_rowwise_cpu = pytest.mark.skipif(
+    not ROWWISE_CPU, reason=f"torch {torch.__version__} has no per-row _scaled_mm on CPU"
+)

@@ -1,5 +1,7 @@
 from fp8pass.layerbench import LayerShape, format_layer_results, layer_shapes, run_layer_benchmark
 
+from .helpers import ROWWISE_CPU
+
 
 def test_flux_dev_layer_shapes_at_1024():
     shapes = layer_shapes("flux-dev")
@@ -21,5 +23,5 @@ def test_layer_benchmark_runs_every_variant():
     assert rows and all(r["M"] == 1 for r in rows)
     for r in rows:
         assert r["bf16 ms"] > 0 and r["fp8 cast ms"] > 0
-        assert (r["fp8 scaled_mm ms"] or 0) > 0 or r["K"] % 16 or r["N"] % 16
+        assert (r.get("fp8 scaled_mm ms") or 0) > 0 or r["K"] % 16 or r["N"] % 16 or not ROWWISE_CPU
     assert "cast x bf16" in format_layer_results(rows)

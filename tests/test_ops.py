@@ -6,7 +6,7 @@ from torch.fx.experimental.proxy_tensor import make_fx
 from fp8pass import ops
 from fp8pass.quantize import quantize_weight
 
-from .helpers import BF16, sqnr
+from .helpers import BF16, ROWWISE_CPU, needs_rowwise_cpu, sqnr
 
 # opcheck's test_schema fails on CPU for float8 inputs (FIELD_NOTES 3); the other checks run.
 OPCHECKS = ("test_autograd_registration", "test_faketensor", "test_aot_dispatch_dynamic")
@@ -33,6 +33,8 @@ def _conv_case(granularity, memory_format=torch.contiguous_format, kernel=3):
 @pytest.mark.parametrize("dtype", [torch.float8_e4m3fn, torch.float8_e5m2])
 @pytest.mark.parametrize("op", [ops.linear, ops.scaled_linear], ids=["cast", "scaled_mm"])
 def test_linear_ops_match_reference(op, granularity, dtype):
+    if op is ops.scaled_linear and granularity == "channel" and not ROWWISE_CPU:
+        pytest.skip(f"torch {torch.__version__} has no per-row _scaled_mm on CPU")
     x, w, q, scale, b = _linear_case(granularity, dtype, bias=False)
     out = op(x, q, scale, None)
     ref = F.linear(x.float(), w)
@@ -40,8 +42,9 @@ def test_linear_ops_match_reference(op, granularity, dtype):
     assert sqnr(ref, out) > (25 if dtype == torch.float8_e4m3fn else 20)
 
 
-def test_bias_is_added_after_the_scale():
-    x, w, q, scale, b = _linear_case("channel")
+@pytest.mark.parametrize("granularity", ["tensor", pytest.param("channel", marks=needs_rowwise_cpu)])
+def test_bias_is_added_after_the_scale(granularity):
+    x, w, q, scale, b = _linear_case(granularity)
     for op in (ops.linear, ops.scaled_linear):
         with_bias, without = op(x, q, scale, b), op(x, q, scale, None)
         torch.testing.assert_close(with_bias.float(), without.float() + b.float(), atol=2e-2, rtol=2e-2)
@@ -63,7 +66,7 @@ def test_conv_op_matches_reference_and_keeps_layout(memory_format):
     assert out.is_contiguous(memory_format=memory_format)
 
 
-@pytest.mark.parametrize("granularity", ["tensor", "channel"])
+@pytest.mark.parametrize("granularity", ["tensor", pytest.param("channel", marks=needs_rowwise_cpu)])
 def test_scaled_conv_is_a_1x1_conv(granularity):
     x, w, q, scale, b = _conv_case(granularity, torch.channels_last, kernel=1)
     out = ops.scaled_conv(x, q, scale, b)
@@ -79,6 +82,10 @@ CASES = {
         (*_conv_case("channel")[0:1], *_conv_case("channel")[2:], [1, 1], [1, 1], [1, 1], 1),
     ),
     "scaled_linear": lambda: (ops.scaled_linear, _linear_case("channel")[0:1] + _linear_case("channel")[2:]),
+    "scaled_linear_tensor": lambda: (
+        ops.scaled_linear,
+        _linear_case("tensor")[0:1] + _linear_case("tensor")[2:],
+    ),
     "scaled_conv": lambda: (
         ops.scaled_conv,
         _conv_case("tensor", torch.channels_last, 1)[0:1] + _conv_case("tensor", torch.channels_last, 1)[2:],
@@ -86,7 +93,9 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize(
+    "case", [pytest.param(c, marks=needs_rowwise_cpu) if c == "scaled_linear" else c for c in CASES]
+)
 def test_opcheck(case):
     op, args = CASES[case]()
     results = torch.library.opcheck(op, args, test_utils=OPCHECKS)
@@ -145,8 +154,9 @@ def _producer_chain(node):
     return chain
 
 
-def test_scaled_decomposition_quantizes_activation_with_plain_ops():
-    x, w, q, scale, b = _linear_case("channel")
+@pytest.mark.parametrize("granularity", ["tensor", pytest.param("channel", marks=needs_rowwise_cpu)])
+def test_scaled_decomposition_quantizes_activation_with_plain_ops(granularity):
+    x, w, q, scale, b = _linear_case(granularity)
     gm = make_fx(lambda *a: torch.ops.fp8pass.scaled_linear(*a), decomposition_table=ops.DECOMPOSITIONS)(
         x, q, scale, b
     )

@@ -138,7 +138,8 @@ class ScaledShapes(nn.Module):
 def test_scaled_mm_falls_back_to_cast_where_shapes_forbid_it():
     model = ScaledShapes().to(BF16).requires_grad_(False)
     inputs = (torch.randn(4, 64, dtype=BF16), torch.randn(1, 64, 4, 4, dtype=BF16))
-    _, _, layers = plan_for(model, *inputs, config=FP8Config(compute="scaled_mm", min_weight_numel=0))
+    config = FP8Config(compute="scaled_mm", granularity="tensor", min_weight_numel=0)
+    _, _, layers = plan_for(model, *inputs, config=config)
     layers = by_name(layers)
     assert layers["ok"].compute == "scaled_mm" and layers["pw"].compute == "scaled_mm"
     assert layers["odd"].compute == "cast" and "divisible by 16, got 64/73" in layers["odd"].note
@@ -151,6 +152,18 @@ def test_scaled_mm_needs_bf16_activations():
     _, _, layers = plan_for(model, *inputs, config=FP8Config(compute="scaled_mm", min_weight_numel=0))
     assert by_name(layers)["ok"].compute == "cast"
     assert "activation is torch.float32" in by_name(layers)["ok"].note
+
+
+def test_scaled_mm_per_row_falls_back_to_cast_where_torch_lacks_it(monkeypatch):
+    """torch 2.11's CPU _scaled_mm takes per-tensor scales only: per-channel layers keep FP8
+    storage on the cast path there, with the reason and the fix in the note."""
+    monkeypatch.setattr(_compat, "rowwise_scaled_mm_supported", lambda device: False)
+    model = ScaledShapes().to(BF16).requires_grad_(False)
+    inputs = (torch.randn(4, 64, dtype=BF16), torch.randn(1, 64, 4, 4, dtype=BF16))
+    _, _, layers = plan_for(model, *inputs, config=FP8Config(compute="scaled_mm", min_weight_numel=0))
+    ok = by_name(layers)["ok"]
+    assert ok.converted and ok.compute == "cast"
+    assert "takes no per-row scales on cpu" in ok.note and "granularity='tensor'" in ok.note
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.float32])

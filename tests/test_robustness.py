@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from fp8pass import FP8Backend, FP8Config
+from fp8pass import FP8Backend, FP8Config, guards
 
 from .helpers import BF16, TOY_CONVERTED_WEIGHTS, ToyDenoiser, compile_fp8, sqnr
 
@@ -23,16 +23,32 @@ def _toy(seed):
 
 
 def test_two_models_of_one_class_with_one_backend_each_use_their_own_weights(toy_input):
-    """Dynamo reuses the first model's graph for the second (same class, same shapes): the FP8
-    weights fed to it must be the second model's."""
+    """Once fp8pass releases a model's weights, its parameters carry fp8pass's watched class, so
+    Dynamo compiles a second model of the same class anew: each model gets its own FP8 weights,
+    and both release their originals."""
     a, b = _toy(0), _toy(1)
     ref_a, ref_b = run(copy.deepcopy(a), toy_input), run(copy.deepcopy(b), toy_input)
     be = FP8Backend(inner="aot_eager")
     assert sqnr(ref_a, run(torch.compile(a, backend=be), toy_input)) > 25
+    assert sqnr(ref_b, run(torch.compile(b, backend=be), toy_input)) > 25
+    assert be.num_graphs == 2 and be.num_quantized == 2 * TOY_CONVERTED_WEIGHTS
+    assert a.fc1.weight.untyped_storage().nbytes() == 0 == b.fc1.weight.untyped_storage().nbytes()
+
+
+def test_a_graph_reused_for_an_unseen_model_runs_its_weights_and_says_they_stay(toy_input):
+    """When Dynamo does reuse a graph for parameters fp8pass never indexed (here: b's parameters
+    are given the watched class by hand, so the guards match), b's weights are quantized on first
+    use and run in FP8, and a warning says their originals stay."""
+    a, b = _toy(0), _toy(1)
+    ref_b = run(copy.deepcopy(b), toy_input)
+    be = FP8Backend(inner="aot_eager")
+    run(torch.compile(a, backend=be), toy_input)
+    guards.watch(b)
     with pytest.warns(UserWarning, match="reused for another model of the same class"):
         out_b = run(torch.compile(b, backend=be), toy_input)
     assert sqnr(ref_b, out_b) > 25
     assert be.num_graphs == 1 and be.num_quantized == 2 * TOY_CONVERTED_WEIGHTS
+    assert b.fc1.weight.untyped_storage().nbytes() > 0
 
 
 def test_a_model_per_backend_releases_both(toy_input):
