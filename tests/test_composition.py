@@ -58,6 +58,26 @@ def test_lora_loaded_after_conversion_runs_unfused_in_bf16_on_fp8_base_weights()
     assert be.num_graphs == 2 and be.num_quantized == quantized  # the base weights were not quantized again
 
 
+def test_adapter_weights_disable_and_unload_after_conversion_follow_the_reference():
+    model, inputs = _flux()
+    ref = copy.deepcopy(model)
+    cm, be = compile_fp8(model)
+    run(cm, **inputs)
+    _add_lora(model)
+    _add_lora(ref)
+    steps = [
+        lambda m: m.set_adapters(["default"], weights=[0.5]),
+        lambda m: m.disable_adapters(),
+        lambda m: m.enable_adapters(),
+        lambda m: m.unload_lora(),
+    ]
+    for step in steps:
+        step(model)
+        step(ref)
+        assert sqnr(run(ref, **inputs), run(cm, **inputs)) > 45
+    assert model.transformer_blocks[0].attn.to_q.weight.untyped_storage().nbytes() == 0  # still FP8 only
+
+
 def test_fuse_lora_after_conversion_is_refused_clearly_and_changes_nothing():
     model, inputs = _flux()
     cm, _ = compile_fp8(model)
