@@ -1,0 +1,213 @@
+"""Peak memory while loading a full-size FP8 checkpoint into a meta skeleton (fp8pass.load_fp8).
+
+The claim under test: loading never materialises the model in its original precision, so the peak
+stays within the FP8 weights + the unconverted weights + one layer's original-precision weight.
+
+1. A checkpoint with random weights is written without ever holding the whole model in bf16: the
+   model is built on ``meta``; each converted weight is quantized from a random bf16 tensor one
+   layer at a time and registered as an already-converted FP8 copy; the other weights are random
+   bf16; then ``fp8pass.save_fp8`` writes the file (its own format code, nothing duplicated here).
+2. A fresh process builds the skeleton on ``meta`` and runs ``load_fp8`` onto the device, while
+   the peak is taken: ``torch.cuda.max_memory_allocated`` on CUDA; on CPU the resident memory
+   (``VmRSS`` in /proc/self/status, sampled every millisecond in a thread), minus what the process
+   held before loading. On CPU safetensors maps the file and hands out tensors backed by the
+   mapping, so the weights are resident as file-backed pages, not copies, and only once read: the
+   peak is taken after loading *and* reading every byte of every weight once (as a first forward
+   would). ``RssAnon`` (copies the process made) is reported too.
+
+    python benchmarks/load_memory.py --model sd15 --json benchmarks/results/load-memory-sd15-cpu-DATE.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+import fp8pass
+from fp8pass import FP8Config, zoo
+from fp8pass.backend import _STORE, _FP8Weight
+from fp8pass.bench import resolve_device
+from fp8pass.passes import plan_modules
+from fp8pass.quantize import quantize_weight
+
+
+def write_checkpoint(name: str, path: Path, config: FP8Config) -> dict[str, int]:
+    """Random weights, FP8 where ``config`` converts; returns the byte counts the bound needs."""
+    model = zoo.build_model(name, "meta")
+    converted = {
+        id(la.module.weight) for la in plan_modules(model, config, check_values=False) if la.converted
+    }
+    g = torch.Generator().manual_seed(0)
+    sizes = {"fp8_bytes": 0, "kept_bytes": 0, "largest_converted_bf16_bytes": 0, "converted_bf16_bytes": 0}
+    made: dict[int, torch.Tensor] = {}  # a tied weight is made once and assigned to every owner
+    for module in model.modules():
+        for attr, t in list(module._parameters.items()) + list(module._buffers.items()):
+            if t is None:
+                continue
+            if id(t) not in made:
+                made[id(t)] = _make(t, id(t) in converted, config, g, sizes)
+            value = made[id(t)]
+            if attr in module._parameters:
+                module._parameters[attr] = value
+            else:
+                module._buffers[attr] = value.detach()
+    fp8pass.save_fp8(model, path, config)
+    return sizes
+
+
+def _make(
+    t: torch.Tensor, convert: bool, config: FP8Config, g: torch.Generator, sizes: dict[str, int]
+) -> torch.nn.Parameter:
+    if not t.is_floating_point():
+        value = torch.zeros(t.shape, dtype=t.dtype)
+    else:
+        value = (torch.randn(t.shape, generator=g) * 0.02).to(t.dtype)
+    nbytes = value.numel() * value.element_size()
+    if not convert:
+        sizes["kept_bytes"] += nbytes
+        return torch.nn.Parameter(value, requires_grad=False)
+    q, scale = quantize_weight(value, config.dtype, config.granularity)
+    param = torch.nn.Parameter(torch.empty(t.shape, dtype=t.dtype), requires_grad=False)
+    fp8pass._compat.release_storage(param)
+    _STORE.adopt(param, config, _FP8Weight(q, scale, released=True))
+    sizes["fp8_bytes"] += q.numel() * q.element_size() + scale.numel() * scale.element_size()
+    sizes["converted_bf16_bytes"] += nbytes
+    sizes["largest_converted_bf16_bytes"] = max(sizes["largest_converted_bf16_bytes"], nbytes)
+    return param
+
+
+def _rss() -> tuple[int, int]:
+    """(anonymous, total) resident bytes of this process, from /proc/self/status."""
+    fields = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("RssAnon", "VmRSS"):
+                fields[key] = int(value.split()[0]) * 1024
+    return fields["RssAnon"], fields["VmRSS"]
+
+
+def measure_load(name: str, path: Path, device: torch.device) -> dict[str, float]:
+    """In this process: build the skeleton, load, and return the peak above the starting point."""
+    model = zoo.build_model(name, "meta")
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        start = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    else:
+        start, peak, stop = _rss(), [0, 0], threading.Event()
+
+        def sample() -> None:
+            while not stop.is_set():
+                peak[:] = map(max, peak, _rss())
+                time.sleep(0.001)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+    t0 = time.perf_counter()
+    fp8pass.load_fp8(model, path, device)
+    seconds = time.perf_counter() - t0
+    _read_every_weight(model)  # what a first forward does: on CPU this pages the mapped file in
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        peak = torch.cuda.max_memory_allocated(device) - start
+        return {
+            "peak_bytes": peak,
+            "held_after_bytes": torch.cuda.memory_allocated(device) - start,
+            "load_seconds": seconds,
+        }
+    stop.set()
+    sampler.join()
+    end = _rss()
+    peak = list(map(max, peak, end))
+    return {
+        "peak_bytes": peak[1] - start[1],  # total resident: anonymous + the checkpoint's mapped pages
+        "peak_anonymous_bytes": peak[0] - start[0],
+        "held_after_bytes": end[1] - start[1],
+        "load_seconds": seconds,
+    }
+
+
+def _read_every_weight(model: torch.nn.Module) -> None:
+    """Read every byte of every weight the model now holds (FP8 copies included), allocating nothing."""
+    for t in [*model.parameters(), *model.buffers()]:
+        for held in [e.q for e in _STORE.entries(t)] or ([] if fp8pass._compat.is_released(t) else [t]):
+            if held.numel():
+                held.detach().view(-1).view(torch.uint8).max()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default="sd15")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)  # the child process's job
+    args = parser.parse_args()
+    device = resolve_device(args.device)
+    if args.measure:
+        print(json.dumps(measure_load(args.model, args.measure, device)))
+        return
+    config = FP8Config()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"{args.model}-fp8.safetensors"
+        t0 = time.perf_counter()
+        sizes = write_checkpoint(args.model, path, config)
+        write_seconds = time.perf_counter() - t0
+        child = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--model",
+                args.model,
+                "--device",
+                str(device),
+                "--measure",
+                str(path),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        measured = json.loads(child.stdout.strip().splitlines()[-1])
+        file_bytes = path.stat().st_size
+    bound = sizes["fp8_bytes"] + sizes["kept_bytes"] + sizes["largest_converted_bf16_bytes"]
+    result = {
+        "environment": {
+            "date": datetime.date.today().isoformat(),
+            "model": args.model,
+            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+            "torch": torch.__version__,
+            "peak_measured_as": "torch.cuda.max_memory_allocated"
+            if device.type == "cuda"
+            else "VmRSS (anonymous + file-backed) sampled every 1 ms, above the process's own before loading",
+        },
+        **sizes,
+        "checkpoint_file_bytes": file_bytes,
+        "write_seconds": round(write_seconds, 1),
+        **measured,
+        "bound_bytes": bound,
+        "peak_within_bound": measured["peak_bytes"] <= bound,
+    }
+    gib = 2**30
+    print(
+        f"{args.model} on {device.type}: peak {measured['peak_bytes'] / gib:.2f} GiB while loading; "
+        f"FP8 weights {sizes['fp8_bytes'] / gib:.2f} GiB + kept {sizes['kept_bytes'] / gib:.2f} GiB + one layer "
+        f"{sizes['largest_converted_bf16_bytes'] / gib:.3f} GiB = bound {bound / gib:.2f} GiB "
+        f"(converted weights in bf16: {sizes['converted_bf16_bytes'] / gib:.2f} GiB); "
+        f"within bound: {result['peak_within_bound']}"
+    )
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
