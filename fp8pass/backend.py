@@ -16,7 +16,7 @@ from torch.utils.weak import WeakIdKeyDictionary
 from . import _compat, guards
 from .config import FP8Config
 from .ops import DECOMPOSITIONS
-from .passes import Layer, ParamRef, plan, rewrite
+from .passes import Layer, ParamRef, plan, projection_groups, rewrite
 from .quantize import dequantize_weight, quantize_weight
 from .report import LayerReport, format_report
 
@@ -34,6 +34,7 @@ class _FP8Weight:
     scale: torch.Tensor
     released: bool = False
     original: torch.Tensor | None = None  # a CPU copy, with FP8Config(release_weights="cpu")
+    fused_in: tuple[int, ...] | None = None  # q and scale are views of this group's fused buffer
 
 
 class _WeightStore:
@@ -42,7 +43,9 @@ class _WeightStore:
 
     def __init__(self) -> None:
         self._entries: WeakIdKeyDictionary = WeakIdKeyDictionary()
+        self._fused: WeakIdKeyDictionary = WeakIdKeyDictionary()  # first param -> {group: (q, scale)}
         self._lock = threading.Lock()
+        self.version = 0  # bumped when entries are re-pointed, so per-call caches look them up again
 
     def lookup(self, param: torch.Tensor, config: FP8Config) -> _FP8Weight | None:
         return self._entries.get(param, {}).get((config.dtype, config.granularity))
@@ -68,6 +71,34 @@ class _WeightStore:
             self._entries.setdefault(param, {})[(config.dtype, config.granularity)] = entry
             return entry, True
 
+    def fused(self, params: tuple[torch.Tensor, ...], config: FP8Config) -> tuple[torch.Tensor, torch.Tensor]:
+        """The FP8 weights and scales of ``params`` (quantized already) concatenated along the
+        output dimension, made once; each parameter's own copy becomes a view into it, so the
+        memory is the same as before."""
+        key = tuple(id(p) for p in params)
+        with self._lock:
+            found = self._fused.get(params[0], {}).get(key)
+            if found is not None:
+                return found
+            entries = [self.lookup(p, config) for p in params]
+            q = torch.cat([e.q for e in entries])
+            scale = torch.cat([e.scale for e in entries])
+            start = 0
+            for e in entries:
+                n = e.q.shape[0]
+                e.q, e.scale, e.fused_in = q[start : start + n], scale[start : start + n], key
+                start += n
+            self._fused.setdefault(params[0], {})[key] = (q, scale)
+            self.version += 1
+            return q, scale
+
+    def fused_elsewhere(self, params: tuple[torch.Tensor, ...], config: FP8Config) -> bool:
+        """Whether any of ``params`` is already part of another fused group."""
+        key = tuple(id(p) for p in params)
+        return any(
+            (e := self.lookup(p, config)) is not None and e.fused_in not in (None, key) for p in params
+        )
+
     def adopt(self, param: torch.Tensor, config: FP8Config, entry: _FP8Weight) -> None:
         """Register an FP8 copy made elsewhere (an FP8 checkpoint) for ``param``."""
         with self._lock:
@@ -79,6 +110,8 @@ class _WeightStore:
     def forget(self, param: torch.Tensor) -> None:
         with self._lock:
             self._entries.pop(param, None)
+            self._fused.pop(param, None)
+            self.version += 1
 
     def restore(self, param: torch.Tensor) -> None:
         """Give a released parameter its data back (dequantized) when a graph needs it unconverted."""
@@ -158,16 +191,17 @@ class FP8Backend:
             _refuse_offloading(converted, sources)
         self._restore_unconverted(layers)
         weights = {id(layer.weight.tensor): self._fp8_weight(layer) for layer in converted}
-        new_gm, positions = rewrite(gm, layers)
+        groups = self._groups(layers)
+        new_gm, feeds = rewrite(gm, layers, groups)
         self.graphs.append((gm.code, new_gm))
-        fp8_inputs = self._fp8_inputs([example_inputs[i] for i in positions])
+        fp8_inputs = self._fp8_inputs([tuple(example_inputs[i] for i in feed) for feed in feeds])
         compiled = self._inner_compile(new_gm, [*example_inputs, *fp8_inputs], len(example_inputs))
         if self.config.release_weights:
             self._release(converted, weights, sources)
         self._record(layers, weights)
         self.num_graphs += 1
         log.info("fp8pass: graph %d: %d/%d layers converted", self.num_graphs, len(converted), len(layers))
-        return _feeding_fp8_inputs(compiled, positions, self._fp8_inputs)
+        return _feeding_fp8_inputs(compiled, feeds, self._fp8_inputs)
 
     def report(self) -> list[LayerReport]:
         """Every linear / conv layer this backend has seen, in graph order."""
@@ -202,32 +236,52 @@ class FP8Backend:
                 )
                 _STORE.restore(layer.weight.tensor)
 
+    def _groups(self, layers: list[Layer]) -> list[list[Layer]]:
+        if not self.config.fuse_projections:
+            return []
+        groups = []
+        for group in projection_groups(layers):
+            params = tuple(la.weight.tensor for la in group)
+            if _STORE.fused_elsewhere(params, self.config):
+                for la in group:
+                    la.note = "not fused: its weight is already fused with other layers"
+            else:
+                groups.append(group)
+        return groups
+
     def _fp8_weight(self, layer: Layer) -> _FP8Weight:
         weight, new = _STORE.get_or_quantize(layer.weight.tensor, self.config, layer.name)
         self.num_quantized += new
         return weight
 
-    def _fp8_inputs(self, params: list[torch.Tensor]) -> list[torch.Tensor]:
-        """``[q, scale, q, scale, ...]`` for ``params``. A parameter this backend has not seen
-        (a graph reused for another module instance) is quantized now, and released if its
-        model is known."""
+    def _fp8_inputs(self, feeds: list[tuple[torch.Tensor, ...]]) -> list[torch.Tensor]:
+        """``[q, scale, q, scale, ...]``: per feed, the FP8 copy of its one parameter, or the
+        fused copy of its group. A parameter this backend has not seen (a graph reused for
+        another module instance) is quantized now, and released if its model is known."""
         out = []
-        for param in params:
-            entry, new = _STORE.get_or_quantize(param, self.config, "a module reusing a compiled graph")
-            if new:
-                self.num_quantized += 1
-                root = _ROOTS.get(param)
-                if self.config.release_weights and root is not None and root() is not None:
-                    _release_param(param, entry, root(), keep_copy=self.config.release_weights == "cpu")
-                elif self.config.release_weights:
-                    warnings.warn(
-                        "fp8pass: a compiled graph is being reused for another model of the same class; "
-                        "its weights run in FP8 too, but their originals stay in memory because fp8pass "
-                        "never saw that model. Compile each model with its own FP8Backend to release them.",
-                        stacklevel=2,
-                    )
-            out += [entry.q, entry.scale]
+        for params in feeds:
+            entries = [self._entry(param) for param in params]
+            if len(params) == 1:
+                out += [entries[0].q, entries[0].scale]
+            else:
+                out += list(_STORE.fused(params, self.config))
         return out
+
+    def _entry(self, param: torch.Tensor) -> _FP8Weight:
+        entry, new = _STORE.get_or_quantize(param, self.config, "a module reusing a compiled graph")
+        if new:
+            self.num_quantized += 1
+            root = _ROOTS.get(param)
+            if self.config.release_weights and root is not None and root() is not None:
+                _release_param(param, entry, root(), keep_copy=self.config.release_weights == "cpu")
+            elif self.config.release_weights:
+                warnings.warn(
+                    "fp8pass: a compiled graph is being reused for another model of the same class; "
+                    "its weights run in FP8 too, but their originals stay in memory because fp8pass "
+                    "never saw that model. Compile each model with its own FP8Backend to release them.",
+                    stacklevel=3,
+                )
+        return entry
 
     def _inner_compile(self, gm: fx.GraphModule, example_inputs: list[Any], num_dynamo: int) -> Any:
         if self.inner == "eager":
@@ -249,11 +303,10 @@ class FP8Backend:
                 continue
             root = _compat.root_module(sources[param])
             if root is None:
-                layer.note = "original weight kept: its module could not be found to guard eager use"
+                note = "original weight kept: its module could not be found to guard eager use"
             else:
-                layer.note = _release_param(
-                    param, entry, root, keep_copy=self.config.release_weights == "cpu"
-                )
+                note = _release_param(param, entry, root, keep_copy=self.config.release_weights == "cpu")
+            layer.note = "; ".join(n for n in (layer.note, note) if n)
 
     def _record(self, layers: list[Layer], weights: dict[int, _FP8Weight]) -> None:
         counted: dict[int, str] = {}
@@ -315,17 +368,22 @@ def _index_model(model: torch.nn.Module) -> None:
             _ROOTS[p] = ref
 
 
-def _feeding_fp8_inputs(compiled: Any, positions: list[int], fp8_inputs: Any) -> Any:
-    """Call ``compiled`` with the FP8 copies of the parameters at ``positions`` appended, looked
-    up afresh only when those parameters are not the previous call's (identity check)."""
-    last: dict[str, list] = {"params": [], "extra": []}
+def _feeding_fp8_inputs(compiled: Any, feeds: list[tuple[int, ...]], fp8_inputs: Any) -> Any:
+    """Call ``compiled`` with the FP8 copies of the parameters at the ``feeds`` positions appended,
+    looked up afresh only when those parameters are not the previous call's (identity check) or
+    the store re-pointed its entries since."""
+    positions = [i for feed in feeds for i in feed]
+    last: dict[str, Any] = {"params": [], "extra": [], "version": -1}
 
     def extra_for(args: Any) -> list[torch.Tensor]:
         params = [args[i] for i in positions]
-        if len(params) != len(last["params"]) or any(
-            a is not b for a, b in zip(params, last["params"], strict=True)
+        if (
+            last["version"] != _STORE.version
+            or len(params) != len(last["params"])
+            or any(a is not b for a, b in zip(params, last["params"], strict=True))
         ):
-            last["extra"], last["params"] = fp8_inputs(params), params
+            last["extra"] = fp8_inputs([tuple(args[i] for i in feed) for feed in feeds])
+            last["params"], last["version"] = params, _STORE.version
         return last["extra"]
 
     def run(*args: Any) -> Any:

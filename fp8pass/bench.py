@@ -56,7 +56,8 @@ class Result:
     converted: str = ""
 
 
-# name -> (prepare(model) -> (callable, info), uses torch.compile with max-autotune)
+# name -> (prepare(model) -> (callable, info), run by default on CUDA only: max-autotune compiles
+# take many minutes on a CPU, and the fused-projection lever is for GPUs to measure)
 Prepared = tuple[Callable[..., Any], dict[str, Any]]
 
 
@@ -71,9 +72,12 @@ def _compiled(mode: str | None) -> Callable[..., Prepared]:
     return prepare
 
 
-def _fp8pass(compute: str, granularity: str = "channel", mode: str | None = None) -> Callable[..., Prepared]:
+def _fp8pass(
+    compute: str, granularity: str = "channel", mode: str | None = None, fuse: bool = False
+) -> Callable[..., Prepared]:
     def prepare(model: torch.nn.Module, device: torch.device) -> Prepared:
-        be = FP8Backend(FP8Config(compute=compute, granularity=granularity), mode=mode)
+        config = FP8Config(compute=compute, granularity=granularity, fuse_projections=fuse)
+        be = FP8Backend(config, mode=mode)
         return torch.compile(model, backend=be), {"report": be.report}
 
     return prepare
@@ -122,6 +126,8 @@ VARIANTS: dict[str, tuple[Callable[..., Prepared], bool]] = {
     "fp8pass cast max-autotune": (_fp8pass("cast", mode="max-autotune"), True),
     "fp8pass scaled_mm per-tensor": (_fp8pass("scaled_mm", "tensor"), False),
     "fp8pass scaled_mm per-row": (_fp8pass("scaled_mm", "channel"), False),
+    "fp8pass cast max-autotune fused": (_fp8pass("cast", mode="max-autotune", fuse=True), True),
+    "fp8pass scaled_mm per-row fused": (_fp8pass("scaled_mm", "channel", fuse=True), True),
     "torchao fp8 weight-only compiled": (_torchao("weight_only"), False),
     "torchao fp8 dynamic per-row compiled": (_torchao("dynamic"), False),
 }
@@ -138,7 +144,8 @@ def run_benchmark(
 ) -> tuple[dict[str, Any], list[Result]]:
     """Run the variants on ``model_name``; returns ``(environment, results)``.
 
-    By default max-autotune variants run only on CUDA (on a CPU they take many minutes to tune).
+    By default max-autotune and fused-projection variants run only on CUDA (on a CPU max-autotune
+    takes many minutes to tune); name them in ``variants`` to run them anyway.
     """
     dev = resolve_device(device)
     if max_autotune is None:

@@ -54,7 +54,9 @@ def save_fp8(model: torch.nn.Module, path: str | Path, config: FP8Config | None 
         seen[id(t)] = name
         if id(t) in converted:
             q, scale = _fp8_copy(t, config, name)
-            tensors[f"{name}.fp8"], tensors[f"{name}.fp8_scale"] = q.cpu(), scale.cpu()
+            # a fused group's copies are views of one buffer: safetensors stores each on its own
+            q, scale = (t.clone() if t._is_view() else t for t in (q.cpu(), scale.cpu()))
+            tensors[f"{name}.fp8"], tensors[f"{name}.fp8_scale"] = q, scale
         elif _compat.is_released(t):
             raise ValueError(
                 f"save_fp8: '{name}' was released by an earlier conversion that this config does not "
@@ -161,6 +163,7 @@ def _config_dict(config: FP8Config) -> dict:
         "dtype": str(config.dtype).removeprefix("torch."),
         "skip": list(config.skip),
         "min_weight_numel": config.min_weight_numel,
+        "fuse_projections": config.fuse_projections,
     }
 
 

@@ -57,6 +57,12 @@ class FP8Config:
             ``"cpu"`` frees it too but keeps a copy in CPU memory, so that :func:`fp8pass.restore`
             can bring the model back; ``False`` keeps the originals where they are (no memory
             saved; for debugging and comparisons).
+        fuse_projections: run converted linears that read the same input (attention's q/k/v,
+            Flux single blocks' q/k/v and MLP input) as one matmul over their concatenated FP8
+            weights, with one activation quantization on the ``scaled_mm`` path. Needs
+            ``granularity="channel"`` (per-channel scales concatenate exactly). The fused weight
+            is one buffer and each layer's FP8 copy a view into it, so memory does not grow.
+            Off by default until GPU measurements show it pays.
 
     Example:
         >>> FP8Config(compute="cast", granularity="tensor").granularity
@@ -69,6 +75,7 @@ class FP8Config:
     skip: tuple[str, ...] = DEFAULT_SKIP
     min_weight_numel: int = 4096
     release_weights: bool | str = True
+    fuse_projections: bool = False
     _skip_res: tuple[re.Pattern[str], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -98,6 +105,15 @@ class FP8Config:
         if not (isinstance(self.release_weights, bool) or self.release_weights == "cpu"):
             raise ValueError(
                 f"FP8Config.release_weights must be True, False or 'cpu'; got {self.release_weights!r}"
+            )
+        if not isinstance(self.fuse_projections, bool):
+            raise ValueError(
+                f"FP8Config.fuse_projections must be True or False; got {self.fuse_projections!r}"
+            )
+        if self.fuse_projections and self.granularity != "channel":
+            raise ValueError(
+                "FP8Config.fuse_projections=True needs granularity='channel': per-tensor scales of "
+                "different layers cannot share one matmul"
             )
         object.__setattr__(self, "skip", tuple(self.skip))
         object.__setattr__(self, "_skip_res", tuple(compiled))

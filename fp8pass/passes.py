@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import copy
+import operator
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,7 +21,16 @@ from . import _compat
 from . import ops as _ops  # noqa: F401  (importing it registers the torch.ops.fp8pass ops used below)
 from .config import FP8Config
 
-__all__ = ["Layer", "ModuleLayer", "ParamRef", "plan", "plan_modules", "rewrite", "weight_reason"]
+__all__ = [
+    "Layer",
+    "ModuleLayer",
+    "ParamRef",
+    "plan",
+    "plan_modules",
+    "projection_groups",
+    "rewrite",
+    "weight_reason",
+]
 
 _LINEAR = {torch._C._nn.linear, F.linear}
 _CONV = {torch.conv1d: 1, torch.conv2d: 2, torch.conv3d: 3}
@@ -293,12 +303,42 @@ def _module_reason(name: str, module: torch.nn.Module, config: FP8Config, check_
     return ""
 
 
-def rewrite(gm: fx.GraphModule, layers: list[Layer]) -> tuple[fx.GraphModule, list[int]]:
+def projection_groups(layers: list[Layer]) -> list[list[Layer]]:
+    """Converted linears that can run as one matmul: the same input node, the same compute (and
+    autocast dtype), distinct weights, and biases that are all parameters or all absent. Groups
+    of two or more, in graph order; each layer's note says what it was fused with."""
+    by_input: dict[tuple, list[Layer]] = defaultdict(list)
+    for layer in layers:
+        if not layer.converted or layer.kind != "linear":
+            continue
+        x, bias = _arg(layer.node, 0, "input"), _arg(layer.node, 2, "bias")
+        if not isinstance(x, fx.Node) or not (
+            bias is None or (isinstance(bias, fx.Node) and bias.op == "placeholder")
+        ):
+            continue
+        by_input[(x, layer.compute, layer.compute_dtype, bias is None)].append(layer)
+    groups = []
+    for members in by_input.values():
+        distinct = list({id(la.weight.tensor): la for la in members}.values())
+        if len(distinct) < len(members) or len(members) < 2:
+            continue  # a weight used twice on one input: leave those calls alone
+        for layer in members:
+            others = ", ".join(la.name for la in members if la is not layer)
+            layer.note = f"fused with {others} into one matmul"
+        groups.append(members)
+    return groups
+
+
+def rewrite(
+    gm: fx.GraphModule, layers: list[Layer], groups: Sequence[Sequence[Layer]] = ()
+) -> tuple[fx.GraphModule, list[tuple[int, ...]]]:
     """A new GraphModule in which each converted layer calls an fp8pass op.
 
     The FP8 weight and scale of each converted parameter become two new graph inputs, appended
     after Dynamo's; the second return value lists, for each such pair, the position of the
-    parameter's own input. They are inputs, not constants, because Dynamo reuses a graph for
+    parameter's own input (a 1-tuple). Each group of ``groups`` (see :func:`projection_groups`)
+    instead gets one pair, its concatenated FP8 weight and scales, listed with the positions of
+    all its parameters; one op computes the group and its output is split back per layer. They are inputs, not constants, because Dynamo reuses a graph for
     every module instance whose parameters match in shape (another model of the same class, the
     next block after a graph break): the caller feeds the FP8 copies of the parameters actually
     passed. The original graph and module are left untouched.
@@ -316,22 +356,32 @@ def rewrite(gm: fx.GraphModule, layers: list[Layer]) -> tuple[fx.GraphModule, li
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
     last = env[placeholders[-1]]
     inputs: dict[fx.Node, tuple[fx.Node, fx.Node]] = {}
-    weight_positions: list[int] = []
+    feeds: list[tuple[int, ...]] = []
     added: list[fx.Node] = []
+
+    def add_inputs(stem: str, positions: tuple[int, ...]) -> tuple[fx.Node, fx.Node]:
+        nonlocal last
+        with graph.inserting_after(last):
+            q_node = graph.placeholder(stem)
+        with graph.inserting_after(q_node):
+            scale_node = graph.placeholder(stem + "_scale")
+        last = scale_node
+        added.extend((q_node, scale_node))
+        feeds.append(positions)
+        return q_node, scale_node
+
+    grouped = {id(la) for group in groups for la in group}
+    for group in groups:
+        positions = tuple(placeholders.index(_arg(la.node, 1, "weight")) for la in group)
+        q_node, scale_node = add_inputs("fp8_fused_" + group[0].weight.path.replace(".", "_"), positions)
+        _fuse(graph, env, group, q_node, scale_node)
     for layer in layers:
-        if not layer.converted:
+        if not layer.converted or id(layer) in grouped:
             continue
         weight_node = _arg(layer.node, 1, "weight")
         if weight_node not in inputs:
             stem = "fp8_" + layer.weight.path.replace(".", "_")
-            with graph.inserting_after(last):
-                q_node = graph.placeholder(stem)
-            with graph.inserting_after(q_node):
-                scale_node = graph.placeholder(stem + "_scale")
-            last = scale_node
-            added += [q_node, scale_node]
-            inputs[weight_node] = (q_node, scale_node)
-            weight_positions.append(placeholders.index(weight_node))
+            inputs[weight_node] = add_inputs(stem, (placeholders.index(weight_node),))
         q_node, scale_node = inputs[weight_node]
         old = env[layer.node]
         with graph.inserting_before(old):
@@ -350,7 +400,33 @@ def rewrite(gm: fx.GraphModule, layers: list[Layer]) -> tuple[fx.GraphModule, li
     graph.lint()
     new_gm = fx.GraphModule(root, graph, class_name="FP8GraphModule")
     _compat.carry_dynamo_metadata(gm, new_gm, env, added)
-    return new_gm, weight_positions
+    return new_gm, feeds
+
+
+def _fuse(
+    graph: fx.Graph, env: dict[fx.Node, fx.Node], group: Sequence[Layer], q: fx.Node, scale: fx.Node
+) -> None:
+    """One op over the concatenated weight, inserted before the group's first call; its output
+    split along the last dimension and made contiguous (the layers' users may ``view`` it)."""
+    olds = [env[la.node] for la in group]
+    order = {n: i for i, n in enumerate(graph.nodes)}
+    first = min(olds, key=order.__getitem__)
+    with graph.inserting_before(first):
+        x, biases = _arg(first, 0, "input"), [_arg(old, 2, "bias") for old in olds]
+        if group[0].compute_dtype is not None:
+            x = graph.call_method("to", (x, group[0].compute_dtype))
+        bias = None if biases[0] is None else graph.call_function(torch.cat, (biases,))
+        op = _SCALED_OPS["linear"] if group[0].compute == "scaled_mm" else _CAST_OPS["linear"]
+        fused = graph.call_function(op, (x, q, scale, bias))
+        sizes = [la.weight.tensor.shape[0] for la in group]
+        parts = graph.call_function(torch.split, (fused, sizes, -1))
+        for i, old in enumerate(olds):
+            part = graph.call_function(operator.getitem, (parts, i))
+            new = graph.call_method("contiguous", (part,))
+            new.meta = dict(old.meta)
+            old.replace_all_uses_with(new)
+    for old in olds:
+        graph.erase_node(old)
 
 
 def _get_attr(mod: torch.nn.Module, target: str) -> Any:
