@@ -28,3 +28,5 @@ for m in "${models[@]}"; do
   python3 -m fp8pass bench --model "$m" --device cuda --quiet --json "$out/bench-$m.json" 2>&1 | tail -20 | tee -a "$out/bench.log"
 done
 python3 -m fp8pass layers --model "${models[0]}" --max-m 256 --json "$out/layers-${models[0]}.json" 2>&1 | tail -40 | tee "$out/layers.log"
+# peak GPU memory while loading an FP8 checkpoint into a meta skeleton (issue 7: the 16 GB card case)
+python3 benchmarks/load_memory.py --model "${models[0]}" --device cuda --json "$out/load-memory-${models[0]}.json" 2>&1 | tail -3 | tee "$out/load-memory.log"
