@@ -268,6 +268,19 @@ def test_inductor_options_reach_inductor(toy, toy_input):
         run(cm, toy_input)
 
 
+def test_inductor_options_apply_to_fp8pass_graphs_only(toy, toy_input):
+    """Settings such as coordinate-descent tuning are patched in for the backend's own compiles
+    and nowhere else."""
+    seen = []
+
+    def spy(graph):
+        seen.append(torch._inductor.config.coordinate_descent_tuning)
+
+    options = {"coordinate_descent_tuning": True, "post_grad_custom_post_pass": spy}
+    run(torch.compile(toy, backend=FP8Backend(inner="inductor", options=options)), toy_input)
+    assert seen == [True] and torch._inductor.config.coordinate_descent_tuning is False
+
+
 def test_registered_name():
     assert torch._dynamo.lookup_backend("fp8pass") is fp8pass.fp8_backend
     assert "fp8pass" in torch._dynamo.list_backends()

@@ -1,6 +1,7 @@
 """FP8Config(fuse_projections=True): linears reading one input run as one matmul."""
 
 import copy
+import re
 
 import pytest
 import torch
@@ -10,7 +11,7 @@ from torch._inductor.utils import run_and_get_code
 from fp8pass import FP8Config, load_fp8, save_fp8, zoo
 from fp8pass.backend import _STORE
 
-from .helpers import BF16, compile_fp8, sqnr
+from .helpers import BF16, ROWWISE_CPU, compile_fp8, sqnr
 
 FUSED = FP8Config(fuse_projections=True, min_weight_numel=0)
 
@@ -109,3 +110,24 @@ def test_checkpoint_of_a_fused_model_round_trips(tmp_path):
     config = load_fp8(skeleton, tmp_path / "m.safetensors")
     assert config.fuse_projections
     torch.testing.assert_close(run(compile_fp8(skeleton, config)[0], x), out, rtol=0, atol=0)
+
+
+def test_inductor_quantizes_activations_inside_the_norm_kernel_and_runs_one_fp8_matmul_per_group():
+    """On flux-dev-tiny with fused projections: the activation quantization shares a kernel with
+    the LayerNorm + AdaLN modulation that produced the activation, and each fused group is one
+    ``_scaled_mm`` call (CPU Inductor; the Triton version is for a GPU run to check)."""
+    if not ROWWISE_CPU:
+        pytest.skip(f"torch {torch.__version__} has no per-row _scaled_mm on CPU")
+    model, inputs = zoo.build("flux-dev-tiny")
+    cm, be = compile_fp8(model, FP8Config(compute="scaled_mm", fuse_projections=True), inner="inductor")
+    with torch.no_grad():
+        _, code = run_and_get_code(cm, **inputs, return_dict=False)
+    code = "\n".join(code)
+    kernels = re.findall(r"^\s+(cpp_fused_\w+)\(", code, re.M)
+    assert any("native_layer_norm" in k and "scaled_linear" in k for k in kernels)
+    rows = [r for r in be.report() if r.converted and r.compute == "scaled_mm"]
+    fused = [r for r in rows if r.note.startswith("fused with")]
+    groups = {
+        frozenset([r.name, *r.note.removeprefix("fused with ").split(" into")[0].split(", ")]) for r in fused
+    }
+    assert groups and code.count("_scaled_mm(") == len(rows) - len(fused) + len(groups)
