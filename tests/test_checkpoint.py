@@ -6,7 +6,7 @@ import torch
 import fp8pass
 from fp8pass import FP8Backend, FP8Config, load_fp8, save_fp8, zoo
 
-from .helpers import BF16, ToyDenoiser, compile_fp8, live_cpu_tensor_bytes, sqnr
+from .helpers import BF16, ToyDenoiser, compile_fp8, cuda_only, live_cpu_tensor_bytes, sqnr
 
 
 def run(model, *args, **kwargs):
@@ -14,9 +14,9 @@ def run(model, *args, **kwargs):
         return model(*args, **kwargs)
 
 
-def _skeleton():
+def _skeleton(**kwargs):
     with torch.device("meta"):
-        return ToyDenoiser().to(BF16).requires_grad_(False)
+        return ToyDenoiser(**kwargs).to(BF16).requires_grad_(False)
 
 
 def test_round_trip_gives_the_compiled_models_output(toy, toy_input, tmp_path):
@@ -89,3 +89,28 @@ def test_bad_files_are_refused(toy, tmp_path):
     other.extra = torch.nn.Linear(4, 4)
     with pytest.raises(ValueError, match="has no tensor for 2 of the model's, first 'extra.bias'"):
         load_fp8(other, tmp_path / "toy.safetensors")
+
+
+@cuda_only
+def test_loading_onto_a_gpu_peaks_within_fp8_bytes_plus_one_layer(tmp_path):
+    """The 16 GB card case, small: the GPU never holds the converted weights in bf16."""
+    torch.manual_seed(0)
+    model = ToyDenoiser(ch=256, hidden=512).to(BF16).requires_grad_(False)
+    rows = [la for la in fp8pass.passes.plan_modules(model, FP8Config()) if la.converted]
+    weights = {id(la.module.weight): la.module.weight for la in rows}.values()
+    largest = max(w.numel() * w.element_size() for w in weights)
+    kept = sum(
+        p.numel() * p.element_size() for p in model.parameters() if id(p) not in {id(w) for w in weights}
+    )
+    save_fp8(model, tmp_path / "m.safetensors")
+    fp8 = sum(w.numel() + (w.shape[0] * 4) for w in weights)  # e4m3 bytes + per-channel fp32 scales
+    skeleton = _skeleton(ch=256, hidden=512)
+    torch.cuda.synchronize()
+    start = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    load_fp8(skeleton, tmp_path / "m.safetensors", "cuda")
+    torch.cuda.synchronize()
+    assert (
+        torch.cuda.max_memory_allocated() - start <= fp8 + kept + largest + 64 * 1024
+    )  # + allocator rounding
+    assert skeleton.fc1.weight.device.type == "cuda"

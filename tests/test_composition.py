@@ -38,6 +38,16 @@ def _add_lora(model, seed=1):
 # -- LoRA ----------------------------------------------------------------------------------------
 
 
+def test_lora_fused_before_conversion_is_converted_with_the_base_weights():
+    model, inputs = _flux()
+    _add_lora(model)
+    model.fuse_lora()
+    ref = run(copy.deepcopy(model), **inputs)
+    cm, be = compile_fp8(model)
+    assert sqnr(ref, run(cm, **inputs)) > 45
+    assert {r.name: r for r in be.report()}["transformer_blocks.0.attn.to_q.base_layer"].converted
+
+
 def test_lora_loaded_after_conversion_runs_unfused_in_bf16_on_fp8_base_weights():
     model, inputs = _flux()
     ref = copy.deepcopy(model)
