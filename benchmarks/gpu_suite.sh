@@ -23,7 +23,7 @@ models=("${@:-flux-dev}")
 
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$out/env.txt"
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)" | tee -a "$out/env.txt"
-python3 -m pytest -q -m "cuda or inductor" tests/test_backend.py 2>&1 | tail -20 | tee "$out/tests.log"
+python3 -m pytest -q -m "cuda or inductor" tests 2>&1 | tail -20 | tee "$out/tests.log"
 for m in "${models[@]}"; do
   python3 -m fp8pass bench --model "$m" --device cuda --quiet --json "$out/bench-$m.json" 2>&1 | tail -20 | tee -a "$out/bench.log"
 done

@@ -81,7 +81,13 @@ def compile_fp8(model, config=None, inner="aot_eager", **compile_kwargs):
     return torch.compile(model, backend=be, **compile_kwargs), be
 
 
-cuda_only = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def cuda_only(test):
+    """Marked ``cuda`` (``pytest -m cuda`` selects it, as benchmarks/gpu_suite.sh does) and skipped
+    without a CUDA GPU."""
+    return pytest.mark.cuda(
+        pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")(test)
+    )
+
 
 #: torch 2.11's CPU _scaled_mm takes per-tensor scales only; 2.13's takes per-row scales too
 ROWWISE_CPU = fp8pass._compat.rowwise_scaled_mm_supported(torch.device("cpu"))

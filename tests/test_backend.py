@@ -424,6 +424,25 @@ def test_cuda_max_autotune_fuses_the_cast_into_the_matmul():
 
 
 @cuda_only
+def test_cuda_graphs_keep_the_fp8_weights_in_place():
+    """mode="reduce-overhead": the graph is recorded once and replayed; the only input CUDA graphs
+    copy on each replay is the activation (the FP8 weights and parameters are static inputs)."""
+    from torch._dynamo.utils import counters
+
+    torch.manual_seed(0)
+    model = ToyDenoiser(ch=256, hidden=512).to("cuda", BF16).requires_grad_(False)
+    x = torch.randn(1, 4, 8, 8, dtype=BF16, device="cuda")
+    ref = run(copy.deepcopy(model), x)
+    counters.clear()
+    cm = torch.compile(model, backend=FP8Backend(FP8Config(compute="cast"), mode="reduce-overhead"))
+    outs = [run(cm, x).clone() for _ in range(4)]
+    assert all(sqnr(ref, out) > 25 for out in outs)
+    torch.testing.assert_close(outs[2], outs[3], rtol=0, atol=0)
+    assert counters["inductor"]["cudagraph_skips"] == 0
+    assert counters["inductor"]["cudagraph_recorded_non_static_inputs"] == 1
+
+
+@cuda_only
 def test_cuda_auto_picks_scaled_mm_on_sm89():
     model = nn.Linear(64, 64).to("cuda", BF16).requires_grad_(False)
     cm, be = compile_fp8(model, FP8Config(min_weight_numel=0, skip=()))

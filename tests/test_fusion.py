@@ -85,6 +85,7 @@ def test_fused_blocks_reused_after_a_graph_break_each_get_their_own_buffer():
     assert all(p.untyped_storage().nbytes() == 0 for b in model for p in (b.to_q.weight, b.to_out.weight))
 
 
+@pytest.mark.inductor
 def test_inductor_runs_one_matmul_for_q_k_v():
     model = _model()
     x = torch.randn(2, 8, 64, dtype=BF16)
@@ -112,6 +113,7 @@ def test_checkpoint_of_a_fused_model_round_trips(tmp_path):
     torch.testing.assert_close(run(compile_fp8(skeleton, config)[0], x), out, rtol=0, atol=0)
 
 
+@pytest.mark.inductor
 def test_inductor_quantizes_activations_inside_the_norm_kernel_and_runs_one_fp8_matmul_per_group():
     """On flux-dev-tiny with fused projections: the activation quantization shares a kernel with
     the LayerNorm + AdaLN modulation that produced the activation, and each fused group is one
