@@ -36,3 +36,18 @@ def test_notebook_runs(path):
         any(o.output_type == "display_data" and "image/png" in o.get("data", {}) for o in outputs)
         or path.stem == "02_inside_the_pass"
     )
+
+
+def test_render_writes_the_plots_of_a_committed_result(tmp_path):
+    """notebooks/render.py runs notebook 01 on a committed JSON and writes its two plots."""
+    import sys
+
+    sys.path.insert(0, str(NOTEBOOKS[0].parent))
+    try:
+        from render import render
+    finally:
+        sys.path.pop(0)
+    results = sorted((NOTEBOOKS[0].parent.parent / "benchmarks" / "results").glob("cpu-flux-dev-tiny-*.json"))
+    written = render(NOTEBOOKS[0], tmp_path, [f"RESULTS_JSON = {str(results[-1])!r}"])
+    assert [p.name for p in written] == ["01_hook_vs_compiled-1.png", "01_hook_vs_compiled-2.png"]
+    assert all(p.read_bytes().startswith(b"\x89PNG") for p in written)
