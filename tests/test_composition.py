@@ -192,3 +192,21 @@ def test_group_offloading_added_after_conversion_is_refused_clearly(toy, toy_inp
     apply_group_offloading(toy, onload_device=cpu, offload_device=cpu, offload_type="leaf_level")
     with pytest.raises(RuntimeError, match=r"cannot read or write \.data of '\w+\.weight'.*group offloading"):
         run(cm, toy_input)
+
+
+# -- regional compilation ------------------------------------------------------------------------
+
+
+def test_compile_repeated_blocks_converts_every_block():
+    """diffusers' regional compilation (``model.compile_repeated_blocks``) compiles one block of
+    each class and reuses its graph for the others: every block runs on its own FP8 weights and
+    releases its originals; the layers outside the blocks run eagerly, unconverted."""
+    model, inputs = _flux()
+    ref = run(copy.deepcopy(model), **inputs)
+    be = fp8pass.FP8Backend(FP8Config(), inner="aot_eager")
+    model.compile_repeated_blocks(backend=be)
+    assert sqnr(ref, run(model, **inputs)) > 45
+    assert sqnr(ref, run(model, **inputs)) > 45
+    blocks = [*model.transformer_blocks, *model.single_transformer_blocks]
+    assert len(blocks) >= 3 and all(b.attn.to_q.weight.untyped_storage().nbytes() == 0 for b in blocks)
+    assert model.x_embedder.weight.untyped_storage().nbytes() > 0
