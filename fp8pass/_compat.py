@@ -117,6 +117,14 @@ def root_module(source: Any) -> torch.nn.Module | None:
     return root
 
 
+def top_source_name(source: Any) -> str:
+    """The name of the outermost base of a Dynamo source (``L['self']``). Uses ``Source.base`` and
+    ``Source.name``; checked on torch 2.13.0 and 2.11.0 (CPU)."""
+    while getattr(source, "base", None) is not None:
+        source = source.base
+    return source.name
+
+
 def outermost_module(module: torch.nn.Module) -> torch.nn.Module:
     """The outermost module on the Python call stack that contains ``module``.
 

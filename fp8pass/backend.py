@@ -440,8 +440,14 @@ def _refuse_meta(converted: list[Layer]) -> None:
 
 def _refuse_offloading(converted: list[Layer], sources: WeakIdKeyDictionary) -> None:
     """Once per module compiled (reading the call stack's locals, as ``outermost_module`` does,
-    keeps the caller's locals alive until they next change)."""
+    keeps the caller's locals alive until they next change), and one root lookup per distinct
+    top-level source in the graph (``L['self']``), not one per layer."""
+    tops = set()
     for layer in converted:
+        top = _compat.top_source_name(sources[layer.weight.tensor])
+        if top in tops:
+            continue
+        tops.add(top)
         root = _compat.root_module(sources[layer.weight.tensor])
         if root is not None and root not in _OFFLOAD_CHECKED:
             guards.refuse_offloading(_compat.outermost_module(root))
