@@ -126,7 +126,6 @@ _STORE = _WeightStore()
 # parameter -> weakref to the outermost module it was seen in, filled as models are compiled
 _ROOTS: WeakIdKeyDictionary = WeakIdKeyDictionary()
 _INDEXED: weakref.WeakSet[torch.nn.Module] = weakref.WeakSet()
-_OFFLOAD_CHECKED: weakref.WeakSet[torch.nn.Module] = weakref.WeakSet()
 
 
 class FP8Backend:
@@ -188,7 +187,7 @@ class FP8Backend:
         _refuse_meta(converted)
         _refuse_training(converted)
         if self.config.release_weights:
-            _refuse_offloading(converted, sources)
+            _index_roots(converted, sources)
         self._restore_unconverted(layers)
         weights = {id(layer.weight.tensor): self._fp8_weight(layer) for layer in converted}
         groups = self._groups(layers)
@@ -346,7 +345,7 @@ class FP8Backend:
 
 def _release_param(param: torch.Tensor, entry: _FP8Weight, root: torch.nn.Module, keep_copy: bool) -> str:
     """Free ``param``'s storage and guard the modules that could read it; a note if kept."""
-    if root not in _INDEXED:  # remember every parameter's model, for instances met later
+    if root not in _INDEXED:  # _index_roots indexes compiled modules first; this covers any other way in
         model = _compat.outermost_module(root)
         _INDEXED.add(root)
         _index_model(model)
@@ -438,8 +437,10 @@ def _refuse_meta(converted: list[Layer]) -> None:
         )
 
 
-def _refuse_offloading(converted: list[Layer], sources: WeakIdKeyDictionary) -> None:
-    """Once per module compiled (reading the call stack's locals, as ``outermost_module`` does,
+def _index_roots(converted: list[Layer], sources: WeakIdKeyDictionary) -> None:
+    """Before anything is released, for each module compiled for the first time: find its model
+    (the outermost module on the call stack), refuse it if it carries offloading hooks, and index
+    it (watched parameters, parameter -> model). Once per module (reading the call stack's locals
     keeps the caller's locals alive until they next change), and one root lookup per distinct
     top-level source in the graph (``L['self']``), not one per layer."""
     tops = set()
@@ -449,9 +450,11 @@ def _refuse_offloading(converted: list[Layer], sources: WeakIdKeyDictionary) -> 
             continue
         tops.add(top)
         root = _compat.root_module(sources[layer.weight.tensor])
-        if root is not None and root not in _OFFLOAD_CHECKED:
-            guards.refuse_offloading(_compat.outermost_module(root))
-            _OFFLOAD_CHECKED.add(root)
+        if root is not None and root not in _INDEXED:
+            model = _compat.outermost_module(root)
+            guards.refuse_offloading(model)
+            _INDEXED.add(root)
+            _index_model(model)
 
 
 def _refuse_training(converted: list[Layer]) -> None:

@@ -111,9 +111,7 @@ def watch(model: torch.nn.Module) -> None:
     """Give every parameter of ``model`` the watched class (see :class:`_Watched`). A class that
     refuses the swap (a C-level layout) is left as it is."""
     for name, param in model.named_parameters(remove_duplicate=True):
-        if type(param) is torch.nn.Parameter or (
-            isinstance(param, torch.nn.Parameter) and not isinstance(param, _Watched)
-        ):
+        if isinstance(param, torch.nn.Parameter) and not isinstance(param, _Watched):
             try:
                 param.__class__ = _watched_class(type(param))
             except TypeError:
