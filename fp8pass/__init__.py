@@ -8,6 +8,7 @@ touch CUDA. The backend name ``"fp8pass"`` reaches ``torch.compile`` through the
 ``torch_dynamo_backends`` entry point (see pyproject.toml), so it needs no import at all.
 """
 
+from . import _compat
 from .backend import FP8Backend, fp8_backend, restore
 from .checkpoint import load_fp8, save_fp8
 from .config import DEFAULT_SKIP, FP8Config
@@ -32,14 +33,6 @@ __all__ = [
 __version__ = "0.1.0"
 
 
-def _register_if_dynamo_is_loaded() -> None:
-    # The entry point covers installed copies; a source checkout on sys.path is covered here when
-    # Dynamo is already imported (importing it just for this would slow down `import fp8pass`).
-    import sys
-
-    registry = sys.modules.get("torch._dynamo.backends.registry")
-    if registry is not None and "fp8pass" not in registry._COMPILER_FNS:
-        registry.register_backend(fp8_backend, name="fp8pass")
-
-
-_register_if_dynamo_is_loaded()
+# The entry point covers installed copies; a source checkout on sys.path is covered here when
+# Dynamo is already imported (importing it just for this would slow down `import fp8pass`).
+_compat.register_backend_name("fp8pass", fp8_backend)

@@ -151,25 +151,24 @@ class FP8Backend:
         inner: str = "inductor",
         mode: str | None = None,
         options: dict[str, Any] | None = None,
+        keep_graphs: bool = False,
     ) -> None:
         if config is not None and not isinstance(config, FP8Config):
             raise ValueError(f"FP8Backend config must be an FP8Config or None; got {type(config).__name__}")
         if inner not in _INNER:
             raise ValueError(f"FP8Backend inner must be one of {', '.join(map(repr, _INNER))}; got {inner!r}")
-        if mode not in _MODES:
-            raise ValueError(f"FP8Backend mode must be one of {', '.join(map(repr, _MODES))}; got {mode!r}")
-        if options is not None and not isinstance(options, dict):
-            raise ValueError(f"FP8Backend options must be a dict of Inductor config values; got {options!r}")
-        if inner != "inductor" and (mode is not None or options):
-            raise ValueError(f"FP8Backend mode/options apply to inner='inductor' only; inner is {inner!r}")
+        _check_inductor_settings(inner, mode, options, "FP8Backend")
         self.config = config or FP8Config()
         self.inner = inner
         self.mode = mode
         self.options = dict(options or {})
         self.num_quantized = 0
         self.num_graphs = 0
-        #: (code of the graph Dynamo captured, the rewritten GraphModule) per compiled graph
+        #: with ``keep_graphs=True``: (code of the graph Dynamo captured, the rewritten GraphModule)
+        #: per compiled graph, for debugging; empty otherwise, so that a long-running process does
+        #: not keep every graph it ever compiled
         self.graphs: list[tuple[str, fx.GraphModule]] = []
+        self.keep_graphs = keep_graphs
         self._rows: dict[tuple[str, Any], LayerReport] = {}
 
     def __repr__(self) -> str:
@@ -179,11 +178,28 @@ class FP8Backend:
             f"inner={self.inner!r}, mode={self.mode!r})"
         )
 
-    def __call__(self, gm: fx.GraphModule, example_inputs: list[Any]) -> Any:
+    def __call__(
+        self,
+        gm: fx.GraphModule,
+        example_inputs: list[Any],
+        *,
+        mode: str | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> Any:
+        # torch.compile(model, backend=this, mode=..., options=...) hands mode / options to the
+        # backend: they apply to this compile, over the ones given to FP8Backend.
+        _check_inductor_settings(self.inner, mode, options, "torch.compile(backend=FP8Backend(...))")
+        mode = mode if mode not in (None, "default") else self.mode
+        options = {**self.options, **(options or {})}
         params, sources = self._graph_parameters(gm, example_inputs)
         autocast = _compat.autocast_regions(gm.graph)
         layers = plan(gm.graph, params, self.config, _compat.module_path, _STORE.is_released, autocast)
         converted = [layer for layer in layers if layer.converted]
+        self.num_graphs += 1
+        if not converted:  # nothing to rewrite (or no inputs at all): the graph passes through as it is
+            self._restore_unconverted(layers)
+            self._record(layers, {})
+            return self._inner_compile(gm, example_inputs, len(example_inputs), mode, options)
         _refuse_meta(converted)
         _refuse_training(converted)
         if self.config.release_weights:
@@ -192,13 +208,15 @@ class FP8Backend:
         weights = {id(layer.weight.tensor): self._fp8_weight(layer) for layer in converted}
         groups = self._groups(layers)
         new_gm, feeds = rewrite(gm, layers, groups)
-        self.graphs.append((gm.code, new_gm))
+        if self.keep_graphs:
+            self.graphs.append((gm.code, new_gm))
         fp8_inputs = self._fp8_inputs([tuple(example_inputs[i] for i in feed) for feed in feeds])
-        compiled = self._inner_compile(new_gm, [*example_inputs, *fp8_inputs], len(example_inputs))
+        compiled = self._inner_compile(
+            new_gm, [*example_inputs, *fp8_inputs], len(example_inputs), mode, options
+        )
         if self.config.release_weights:
             self._release(converted, weights, sources)
         self._record(layers, weights)
-        self.num_graphs += 1
         log.info("fp8pass: graph %d: %d/%d layers converted", self.num_graphs, len(converted), len(layers))
         return _feeding_fp8_inputs(compiled, feeds, self._fp8_inputs)
 
@@ -208,6 +226,13 @@ class FP8Backend:
 
     def report_table(self, tablefmt: str = "github") -> str:
         """:meth:`report` as a table with a totals line."""
+        if not self.num_graphs:
+            return (
+                "fp8pass has not seen a graph yet: torch.compile is lazy, so conversion happens when the "
+                "compiled model is first called; call it once, then ask for the report."
+            )
+        if not self._rows:
+            return f"fp8pass compiled {self.num_graphs} graph(s) holding no linear or convolution layer."
         return format_report(self.report(), tablefmt)
 
     # -- steps of __call__ -------------------------------------------------------------------
@@ -243,9 +268,12 @@ class FP8Backend:
             params = tuple(la.weight.tensor for la in group)
             if _STORE.fused_elsewhere(params, self.config):
                 for la in group:
-                    la.note = "not fused: its weight is already fused with other layers"
-            else:
-                groups.append(group)
+                    la.notes.append("not fused: its weight is already fused with other layers")
+                continue
+            for la in group:
+                others = ", ".join(other.name for other in group if other is not la)
+                la.notes.append(f"fused with {others} into one matmul")
+            groups.append(group)
         return groups
 
     def _fp8_weight(self, layer: Layer) -> _FP8Weight:
@@ -282,13 +310,20 @@ class FP8Backend:
                 )
         return entry
 
-    def _inner_compile(self, gm: fx.GraphModule, example_inputs: list[Any], num_dynamo: int) -> Any:
+    def _inner_compile(
+        self,
+        gm: fx.GraphModule,
+        example_inputs: list[Any],
+        num_dynamo: int,
+        mode: str | None,
+        options: dict[str, Any],
+    ) -> Any:
         if self.inner == "eager":
             return gm.forward
         if self.inner == "aot_eager":
             compiler = _compat.aot_eager_compiler(DECOMPOSITIONS)
         else:
-            compiler = _compat.inductor_compiler(self.mode, self.options, DECOMPOSITIONS)
+            compiler = _compat.inductor_compiler(mode, options, DECOMPOSITIONS)
         return compiler(
             gm, list(example_inputs[:num_dynamo]) + _compat.static_fakes(example_inputs[num_dynamo:])
         )
@@ -305,7 +340,8 @@ class FP8Backend:
                 note = "original weight kept: its module could not be found to guard eager use"
             else:
                 note = _release_param(param, entry, root, keep_copy=self.config.release_weights == "cpu")
-            layer.note = "; ".join(n for n in (layer.note, note) if n)
+            if note:
+                layer.notes.append(note)
 
     def _record(self, layers: list[Layer], weights: dict[int, _FP8Weight]) -> None:
         counted: dict[int, str] = {}
@@ -314,10 +350,10 @@ class FP8Backend:
             before = w.numel() * w.element_size() if w is not None else 0
             entry = weights.get(id(w)) if layer.converted else None
             after = entry.q.numel() * entry.q.element_size() + entry.scale.numel() * 4 if entry else before
-            note = layer.note
+            notes = list(layer.notes)
             if w is not None and id(w) in counted:
                 before = after = 0
-                note = note or f"weight bytes counted under '{counted[id(w)]}'"
+                notes.append(f"weight bytes counted under '{counted[id(w)]}'")
             elif w is not None:
                 counted[id(w)] = layer.name
             # one row per layer and weight: recompiles update it, another model's same-named layer adds one
@@ -337,10 +373,19 @@ class FP8Backend:
                 ),
                 granularity=self.config.granularity if entry else None,
                 released=bool(entry and entry.released),
-                note=note,
+                note="; ".join(notes),
             )
             if not layer.converted:
                 log.debug("fp8pass: %s stays unconverted: %s", layer.name, layer.reason)
+
+
+def _check_inductor_settings(inner: str, mode: Any, options: Any, where: str) -> None:
+    if mode not in _MODES:
+        raise ValueError(f"{where} mode must be one of {', '.join(map(repr, _MODES))}; got {mode!r}")
+    if options is not None and not isinstance(options, dict):
+        raise ValueError(f"{where} options must be a dict of Inductor config values; got {options!r}")
+    if inner != "inductor" and (mode not in (None, "default") or options):
+        raise ValueError(f"{where} mode/options apply to inner='inductor' only; inner is {inner!r}")
 
 
 def _release_param(param: torch.Tensor, entry: _FP8Weight, root: torch.nn.Module, keep_copy: bool) -> str:

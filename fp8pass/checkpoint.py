@@ -14,7 +14,9 @@ The file is safetensors: each converted weight as ``NAME.fp8`` (float8) and ``NA
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -42,6 +44,7 @@ def save_fp8(model: torch.nn.Module, path: str | Path, config: FP8Config | None 
     plan = plan_modules(model, config, check_values=False)
     converted = {id(la.module.weight) for la in plan if la.converted}
     tensors: dict[str, torch.Tensor] = {}
+    dtypes: dict[str, str] = {}  # a converted weight's own dtype: the one it loads back as
     aliases: dict[str, str] = {}
     seen: dict[int, str] = {}
     named = list(model.named_parameters(remove_duplicate=False)) + list(
@@ -57,6 +60,7 @@ def save_fp8(model: torch.nn.Module, path: str | Path, config: FP8Config | None 
             # a fused group's copies are views of one buffer: safetensors stores each on its own
             q, scale = (t.clone() if t._is_view() else t for t in (q.cpu(), scale.cpu()))
             tensors[f"{name}.fp8"], tensors[f"{name}.fp8_scale"] = q, scale
+            dtypes[name] = str(t.dtype).removeprefix("torch.")
         elif _compat.is_released(t):
             raise ValueError(
                 f"save_fp8: '{name}' was released by an earlier conversion that this config does not "
@@ -64,17 +68,24 @@ def save_fp8(model: torch.nn.Module, path: str | Path, config: FP8Config | None 
             )
         else:
             tensors[name] = t.detach().cpu().contiguous()
-    metadata = {"format": _FORMAT, "config": json.dumps(_config_dict(config)), "aliases": json.dumps(aliases)}
+    metadata = {
+        "format": _FORMAT,
+        "config": json.dumps(_config_dict(config)),
+        "aliases": json.dumps(aliases),
+        "dtypes": json.dumps(dtypes),
+    }
     save_file(tensors, str(path), metadata=metadata)
 
 
 def load_fp8(model: torch.nn.Module, path: str | Path, device: str | torch.device = "cpu") -> FP8Config:
     """Fill ``model`` (typically built on the ``meta`` device) from an FP8 checkpoint, on ``device``.
 
-    Converted weights become parameters of their original dtype and shape that hold no memory,
-    with their FP8 copies registered for the fp8pass backend; at most one such weight is ever
-    allocated in full, transiently. Returns the :class:`FP8Config` the file was written with:
-    compile with it (another dtype or granularity cannot use the stored FP8 weights).
+    Every tensor loads with the dtype it had when it was saved, whatever the skeleton's dtype
+    (a skeleton built under ``torch.device("meta")`` is float32): converted weights become
+    parameters of their saved dtype and shape that hold no memory, with their FP8 copies
+    registered for the fp8pass backend; at most one such weight is ever allocated in full,
+    transiently. Returns the :class:`FP8Config` the file was written with: compile with it
+    (another dtype or granularity cannot use the stored FP8 weights).
     """
     from safetensors import safe_open
 
@@ -86,6 +97,7 @@ def load_fp8(model: torch.nn.Module, path: str | Path, device: str | torch.devic
         config = _config_from_dict(json.loads(metadata["config"]))
         aliases = json.loads(metadata["aliases"])
         keys = set(f.keys())
+        dtypes = _saved_dtypes(metadata, f, keys)
         expected = {n for n, _ in model.named_parameters(remove_duplicate=False)} | {
             n for n, _ in model.named_buffers(remove_duplicate=False)
         }
@@ -102,7 +114,8 @@ def load_fp8(model: torch.nn.Module, path: str | Path, device: str | torch.devic
         for name in sorted(stored - set(aliases)):
             if f"{name}.fp8" in keys:
                 loaded[name] = _hollow_parameter(
-                    _get(model, name),
+                    _get(model, name).shape,
+                    dtypes[name],
                     f.get_tensor(f"{name}.fp8"),
                     f.get_tensor(f"{name}.fp8_scale"),
                     config,
@@ -130,10 +143,31 @@ def _fp8_copy(t: torch.Tensor, config: FP8Config, name: str) -> tuple[torch.Tens
     return quantize_weight(t, config.dtype, config.granularity)
 
 
+def _saved_dtypes(metadata: dict, f: Any, keys: set[str]) -> dict[str, torch.dtype]:
+    """Converted weight -> its dtype when saved. Files written before the ``dtypes`` entry existed
+    take the dtype their unconverted floating tensors share."""
+    if "dtypes" in metadata:
+        return {name: getattr(torch, d) for name, d in json.loads(metadata["dtypes"]).items()}
+    kept = {f.get_slice(k).get_dtype() for k in keys if not k.endswith((".fp8", ".fp8_scale"))}
+    floats = {d for d in kept if d in ("BF16", "F16", "F32")}
+    if len(floats) != 1:
+        raise ValueError(
+            "load_fp8: this checkpoint does not record its weights' dtype and its other tensors do "
+            f"not agree on one ({sorted(floats)}); save it again with this version of fp8pass.save_fp8"
+        )
+    dtype = {"BF16": torch.bfloat16, "F16": torch.float16, "F32": torch.float32}[floats.pop()]
+    return defaultdict(lambda: dtype)
+
+
 def _hollow_parameter(
-    like: torch.Tensor, q: torch.Tensor, scale: torch.Tensor, config: FP8Config, device: torch.device
+    shape: torch.Size,
+    dtype: torch.dtype,
+    q: torch.Tensor,
+    scale: torch.Tensor,
+    config: FP8Config,
+    device: torch.device,
 ) -> torch.nn.Parameter:
-    param = torch.nn.Parameter(torch.empty(like.shape, dtype=like.dtype, device=device), requires_grad=False)
+    param = torch.nn.Parameter(torch.empty(shape, dtype=dtype, device=device), requires_grad=False)
     _compat.release_storage(param)
     _STORE.adopt(param, config, _FP8Weight(q, scale, released=True))
     return param

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import copy
 import operator
+import re
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -61,7 +62,8 @@ class Layer:
     weight: ParamRef | None
     reason: str = ""
     compute: str | None = None
-    note: str = ""
+    #: what else happened to the layer (compute fallback, fusion, release), in order
+    notes: list[str] = field(default_factory=list)
     conv_args: tuple[list[int], list[int], list[int], int] | None = None
     # the dtype torch.autocast makes this layer compute in, if it differs from the activation's
     compute_dtype: torch.dtype | None = None
@@ -69,6 +71,10 @@ class Layer:
     @property
     def converted(self) -> bool:
         return not self.reason
+
+    @property
+    def note(self) -> str:
+        return "; ".join(self.notes)
 
 
 def plan(
@@ -101,7 +107,9 @@ def plan(
     _unconvert_shared(layers, params)
     for layer in layers:
         if layer.converted:
-            layer.compute, layer.note = _choose_compute(layer, config)
+            layer.compute, note = _choose_compute(layer, config)
+            if note:
+                layer.notes.append(note)
     return layers
 
 
@@ -306,7 +314,7 @@ def _module_reason(name: str, module: torch.nn.Module, config: FP8Config, check_
 def projection_groups(layers: list[Layer]) -> list[list[Layer]]:
     """Converted linears that can run as one matmul: the same input node, the same compute (and
     autocast dtype), distinct weights, and biases that are all parameters or all absent. Groups
-    of two or more, in graph order; each layer's note says what it was fused with."""
+    of two or more, in graph order."""
     by_input: dict[tuple, list[Layer]] = defaultdict(list)
     for layer in layers:
         if not layer.converted or layer.kind != "linear":
@@ -322,9 +330,6 @@ def projection_groups(layers: list[Layer]) -> list[list[Layer]]:
         distinct = list({id(la.weight.tensor): la for la in members}.values())
         if len(distinct) < len(members) or len(members) < 2:
             continue  # a weight used twice on one input: leave those calls alone
-        for layer in members:
-            others = ", ".join(la.name for la in members if la is not layer)
-            layer.note = f"fused with {others} into one matmul"
         groups.append(members)
     return groups
 
@@ -355,6 +360,7 @@ def rewrite(
 
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
     last = env[placeholders[-1]]
+    names = _InputNames(p.target for p in placeholders)
     inputs: dict[fx.Node, tuple[fx.Node, fx.Node]] = {}
     feeds: list[tuple[int, ...]] = []
     added: list[fx.Node] = []
@@ -373,14 +379,14 @@ def rewrite(
     grouped = {id(la) for group in groups for la in group}
     for group in groups:
         positions = tuple(placeholders.index(_arg(la.node, 1, "weight")) for la in group)
-        q_node, scale_node = add_inputs("fp8_fused_" + group[0].weight.path.replace(".", "_"), positions)
+        q_node, scale_node = add_inputs(names.make("fp8_fused_" + group[0].weight.path), positions)
         _fuse(graph, env, group, q_node, scale_node)
     for layer in layers:
         if not layer.converted or id(layer) in grouped:
             continue
         weight_node = _arg(layer.node, 1, "weight")
         if weight_node not in inputs:
-            stem = "fp8_" + layer.weight.path.replace(".", "_")
+            stem = names.make("fp8_" + layer.weight.path)
             inputs[weight_node] = add_inputs(stem, (placeholders.index(weight_node),))
         q_node, scale_node = inputs[weight_node]
         old = env[layer.node]
@@ -401,6 +407,23 @@ def rewrite(
     new_gm = fx.GraphModule(root, graph, class_name="FP8GraphModule")
     _compat.carry_dynamo_metadata(gm, new_gm, env, added)
     return new_gm, feeds
+
+
+class _InputNames:
+    """Names for the inputs the rewrite adds: Python identifiers (generated code uses a
+    placeholder's name as an argument name; module paths may hold ``-`` or start with a digit,
+    e.g. Z-Image's ``all_x_embedder.2-1``), distinct from each other and from Dynamo's."""
+
+    def __init__(self, taken: Any) -> None:
+        self._taken = set(taken)
+
+    def make(self, path: str) -> str:
+        stem = re.sub(r"\W", "_", path)
+        name, i = stem, 1
+        while {name, name + "_scale"} & self._taken:
+            name, i = f"{stem}_{i}", i + 1
+        self._taken |= {name, name + "_scale"}
+        return name
 
 
 def _fuse(

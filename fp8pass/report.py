@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["LayerReport", "format_report", "summarize"]
+__all__ = ["LayerReport", "format_report", "summarize", "summary_line"]
 
 
 @dataclass(frozen=True)
@@ -59,17 +61,35 @@ def format_report(rows: Iterable[LayerReport], tablefmt: str = "github") -> str:
             r.dtype,
             _size(r.bytes_before),
             _size(r.bytes_after),
-            r.reason or r.note,
+            "; ".join(x for x in (r.reason, r.note) if x),
         ]
         for r in rows
     ]
     headers = ["layer", "kind", "fp8", "compute", "stored as", "before", "after", "reason / note"]
+    return tabulate(table, headers=headers, tablefmt=tablefmt) + "\n" + summary_line(rows)
+
+
+def summary_line(rows: Iterable[LayerReport]) -> str:
+    """Layers converted and bytes; when nothing was converted, why, in words."""
+    rows = list(rows)
     s = summarize(rows)
-    total = (
+    line = (
         f"{s['converted']}/{s['layers']} layers converted; linear/conv weights "
         f"{_size(s['bytes_before'])} -> {_size(s['bytes_after'])} ({s['ratio']:.3f}x)"
     )
-    return tabulate(table, headers=headers, tablefmt=tablefmt) + "\n" + total
+    if rows and not s["converted"]:
+        reasons = Counter(_reason_kind(r.reason) for r in rows)
+        line += ". Nothing was converted: " + ", ".join(f"{n} {why}" for why, n in reasons.most_common())
+    return line
+
+
+def _reason_kind(reason: str) -> str:
+    """A reason without the layer-specific numbers and names, to count layers per reason."""
+    if reason.startswith("matches skip pattern"):
+        return "match a skip pattern"
+    if "min_weight_numel" in reason:
+        return f"have fewer elements than min_weight_numel={reason.rsplit('=', 1)[-1]}"
+    return re.sub(r"'[^']*'|\b\d+\b", "…", reason)
 
 
 def _size(n: int) -> str:

@@ -10,6 +10,7 @@ from torch._inductor.utils import run_and_get_code
 
 import fp8pass
 from fp8pass import FP8Backend, FP8Config
+from fp8pass.backend import _STORE
 from fp8pass.passes import _has_fp8_matmul
 
 from .helpers import (
@@ -61,6 +62,8 @@ def test_e5m2_storage(toy, toy_input):
     cm, be = compile_fp8(toy, FP8Config(dtype=torch.float8_e5m2))
     assert sqnr(ref, run(cm, toy_input)) > 20
     assert {r.dtype for r in be.report() if r.converted} == {"float8_e5m2"}
+    stored = {e.q.dtype for p in toy.parameters() for e in _STORE.entries(p)}  # what is really held
+    assert stored == {torch.float8_e5m2}
 
 
 # -- graphs ------------------------------------------------------------------------------------
@@ -284,6 +287,85 @@ def test_inductor_options_apply_to_fp8pass_graphs_only(toy, toy_input):
 def test_registered_name():
     assert torch._dynamo.lookup_backend("fp8pass") is fp8pass.fp8_backend
     assert "fp8pass" in torch._dynamo.list_backends()
+
+
+@pytest.mark.parametrize(
+    "preamble",
+    [
+        "import torch",  # the README's one-liner in a fresh process: torch loads the entry point
+        "import torch, fp8pass",
+        "import torch, torch._dynamo; torch._dynamo.list_backends(); import fp8pass",
+        "import torch, torch._dynamo; import fp8pass",
+    ],
+    ids=["not-imported", "imported-first", "entry-points-found-then-imported", "dynamo-then-imported"],
+)
+def test_backend_name_resolves_in_a_fresh_process(preamble):
+    """The installed package registers "fp8pass" exactly once, whichever of torch (through the
+    entry point) and ``import fp8pass`` gets there first (it used to raise "duplicate name")."""
+    from importlib.metadata import entry_points
+
+    assert "fp8pass" in entry_points(group="torch_dynamo_backends").names, (
+        "install the package (pip install -e .)"
+    )
+    code = (
+        f"{preamble}\n"
+        "m = torch.nn.Linear(64, 64)\n"
+        "torch.compile(m, backend='fp8pass')\n"
+        "import fp8pass\n"
+        "assert torch._dynamo.lookup_backend('fp8pass') is fp8pass.fp8_backend\n"
+        "assert 'fp8pass' in torch._dynamo.list_backends()\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+
+def test_a_graph_without_inputs_passes_through():
+    """After a graph break Dynamo may hand over a graph built from Python numbers alone (WanAnimate2's
+    RoPE table): nothing to convert, so it compiles as it is."""
+    be = FP8Backend(inner="aot_eager")
+
+    def table(n):
+        return torch.outer(torch.arange(n, dtype=torch.float32), torch.ones(4)).sin()
+
+    out = torch.compile(table, backend=be, fullgraph=True)(6)
+    torch.testing.assert_close(out, table(6))
+    assert be.num_graphs == 1 and be.report() == []
+    assert "1 graph(s) holding no linear or convolution layer" in be.report_table()
+
+
+def test_mode_and_options_given_to_torch_compile_reach_inductor(toy, toy_input):
+    """torch.compile(m, backend=..., mode=...) hands mode / options to the backend (it used to raise a
+    bare TypeError); they apply to that compile."""
+    seen = []
+    spy = {"post_grad_custom_post_pass": lambda graph: seen.append(torch._inductor.config.max_autotune)}
+    be = FP8Backend(inner="inductor", options=spy)
+    with torch.no_grad():
+        torch.compile(toy, backend=be, options={"max_autotune": True, "max_autotune_gemm_backends": "ATEN"})(
+            toy_input
+        )
+    assert seen == [True] and any(r.converted for r in be.report())
+    with pytest.raises(Exception, match="mode/options apply to inner='inductor' only"):
+        fresh = ToyDenoiser().to(BF16).requires_grad_(False)
+        run(torch.compile(fresh, backend=FP8Backend(inner="aot_eager"), mode="max-autotune"), toy_input)
+
+
+def test_the_string_backend_takes_a_mode():
+    with pytest.raises(Exception, match=r"mode must be one of .*'max-autotune'"):
+        run(torch.compile(nn.Linear(64, 64), backend="fp8pass", mode="fastest"), torch.randn(2, 64))
+
+
+def test_compiled_graphs_are_not_kept_unless_asked(toy, toy_input):
+    cm, be = compile_fp8(toy)
+    run(cm, toy_input)
+    assert be.num_graphs == 1 and be.graphs == []
+    kept = FP8Backend(inner="eager", keep_graphs=True)
+    run(torch.compile(ToyDenoiser().to(BF16).requires_grad_(False), backend=kept), toy_input)
+    ((code, gm),) = kept.graphs
+    assert "fp8pass.linear" in gm.code and "fp8pass" not in code
+
+
+def test_report_before_the_first_call_says_why_it_is_empty(toy):
+    cm, be = compile_fp8(toy)
+    assert "conversion happens when the compiled model is first called" in be.report_table()
 
 
 def test_import_touches_neither_inductor_nor_cuda():

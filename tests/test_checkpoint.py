@@ -68,6 +68,26 @@ def test_a_diffusers_model_from_a_meta_skeleton(tmp_path):
     assert sqnr(ref, out) > 40
 
 
+def test_a_float32_skeleton_loads_with_the_checkpoints_dtypes(tmp_path):
+    """A skeleton built under torch.device("meta") alone is float32; the loaded model takes the
+    dtype every tensor was saved with (it used to come out half float32, half bf16, and the first
+    call failed inside attention)."""
+    import diffusers
+
+    model, inputs = zoo.build("flux-dev-tiny")
+    ref = run(model, **inputs).sample
+    save_fp8(model, tmp_path / "flux.safetensors")
+    with torch.device("meta"):
+        skeleton = diffusers.FluxTransformer2DModel(**zoo.MODELS["flux-dev-tiny"].config)
+    assert skeleton.dtype == torch.float32
+    config = load_fp8(skeleton, tmp_path / "flux.safetensors")
+    assert {p.dtype for p in skeleton.parameters()} == {BF16}
+    cm, be = compile_fp8(skeleton, config)
+    out = run(cm, **inputs).sample
+    assert out.dtype == BF16 and sqnr(ref, out) > 40
+    assert be.num_quantized == 0 and sum(r.converted for r in be.report()) > 0
+
+
 def test_an_already_converted_model_can_be_saved(toy, toy_input, tmp_path):
     cm, _ = compile_fp8(toy)
     out = run(cm, toy_input)  # releases the originals

@@ -133,3 +133,15 @@ def test_inductor_quantizes_activations_inside_the_norm_kernel_and_runs_one_fp8_
         frozenset([r.name, *r.note.removeprefix("fused with ").split(" into")[0].split(", ")]) for r in fused
     }
     assert groups and code.count("_scaled_mm(") == len(rows) - len(fused) + len(groups)
+
+
+def test_every_note_of_a_fused_layer_reaches_its_row():
+    """A layer that falls back from scaled_mm to the cast path (float32 activations) and is then
+    fused keeps both notes (the fusion note used to overwrite the fallback)."""
+    model = _model().float()
+    x = torch.randn(2, 8, 64)
+    cm, be = compile_fp8(model, FP8Config(compute="scaled_mm", fuse_projections=True, min_weight_numel=0))
+    run(cm, x)
+    note = {r.name: r.note for r in be.report()}["0.to_q"]
+    assert "cast instead of scaled_mm: FP8 matmul output is bfloat16 only" in note
+    assert "fused with 0.to_k, 0.to_v into one matmul" in note

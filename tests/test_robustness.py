@@ -100,6 +100,37 @@ def test_meta_model_is_refused_clearly():
     cm, _ = compile_fp8(model)
     with pytest.raises(Exception, match="weights are on the meta device.*not loaded"):
         run(cm, torch.randn(2, 4, 16, 16, dtype=BF16, device="meta"))
+    # With real inputs Dynamo stops while tracing, before fp8pass sees a graph (the README says so):
+    # its own error names both devices.
+    torch._dynamo.reset()
+    with pytest.raises(Exception, match="(?s)device mismatch.*(cpu and meta|meta and cpu)"):
+        run(compile_fp8(model)[0], torch.randn(2, 4, 16, 16, dtype=BF16))
+
+
+class Keyed(nn.Module):
+    """Layers under module paths that are not Python identifiers (Z-Image keeps its patch embedders
+    in a ModuleDict keyed "2-1"), and two paths that differ only in '.' against '_'."""
+
+    def __init__(self):
+        super().__init__()
+        self.all_x_embedder = nn.ModuleDict({"2-1": nn.Linear(64, 64), "1": nn.Linear(64, 64)})
+        self.a = nn.ModuleDict({"b_c": nn.Linear(64, 64)})
+        self.a_b = nn.ModuleDict({"c": nn.Linear(64, 64)})
+
+    def forward(self, x):
+        h = self.all_x_embedder["2-1"](x) + self.all_x_embedder["1"](x)
+        return self.a["b_c"](h) + self.a_b["c"](h)
+
+
+@pytest.mark.parametrize("fuse", [False, True])
+def test_module_paths_that_are_not_identifiers(fuse):
+    torch.manual_seed(0)
+    model = Keyed().to(BF16).requires_grad_(False)
+    x = torch.randn(4, 64, dtype=BF16)
+    ref = run(copy.deepcopy(model), x)
+    cm, be = compile_fp8(model, FP8Config(fuse_projections=fuse))
+    assert sqnr(ref, run(cm, x)) > 25
+    assert sum(r.converted for r in be.report()) == 4
 
 
 @pytest.mark.parametrize("compute", ["cast", "scaled_mm"])
