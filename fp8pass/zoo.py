@@ -328,8 +328,7 @@ def build_model(
             model = cls(**entry.config)
     finally:
         torch.set_default_dtype(previous)
-    if torch.device(device).type != "meta":  # a meta model is for counting: no values to init
-        init_weights(model, seed)
+    init_weights(model, seed)
     return model.eval().requires_grad_(False)
 
 
@@ -346,27 +345,47 @@ def build(name: str, device: str | torch.device = "cpu", dtype: torch.dtype = to
     return build_model(name, device, dtype, seed), build_inputs(name, device, dtype, seed + 1)
 
 
+#: Weight statistics of :func:`init_weights`, chosen to look like trained checkpoints where it
+#: matters to FP8: output channels of one weight differ in magnitude (so per-channel scales differ),
+#: biases and norm gains are far enough from 0 and 1 that dropping or mangling them shows.
+LINEAR_STD = 0.02  # the usual transformer init, close to trained linear weights
+ROW_LOG_STD = 0.5  # each output channel's magnitude: exp(N(0, 0.5)), ~0.4x-2.7x across channels
+BIAS_STD = 0.2  # trained biases (and AdaLN modulation biases, i.e. shift / scale / gate) are O(0.1)
+NORM_GAIN_STD = 0.2  # one-dimensional weights (norm gains): 1 + N(0, 0.2)
+
+
 @torch.no_grad()
 def init_weights(model: torch.nn.Module, seed: int = 0) -> None:
     """Deterministic weights with checkpoint-like statistics, in place on the model's device.
 
-    Linear weights ~ N(0, 0.02) (the usual transformer init, close to trained checkpoints);
-    convolution weights ~ N(0, 1/sqrt(fan_in)); biases ~ N(0, 0.01); one-dimensional weights
-    (norm gains) = 1; other parameters ~ N(0, 0.02).
+    Linear weights ~ N(0, 0.02) and convolution weights ~ N(0, 1/sqrt(fan_in)), each output
+    channel scaled by exp(N(0, 0.5)); biases ~ N(0, 0.2); one-dimensional weights (norm gains)
+    ~ 1 + N(0, 0.2); other parameters ~ N(0, 0.02). See the constants above for why.
     """
     generators: dict[torch.device, torch.Generator] = {}
     for name, p in model.named_parameters():
-        g = generators.setdefault(p.device, torch.Generator(device=p.device).manual_seed(seed))
-        if name.endswith("bias"):
-            std = 0.01
-        elif p.dim() == 1:
-            p.fill_(1.0)
+        if p.is_meta:  # a skeleton: no values to set
             continue
-        elif p.dim() > 2:
-            std = 1 / math.sqrt(p[0].numel())
+        g = generators.setdefault(p.device, torch.Generator(device=p.device).manual_seed(seed))
+
+        def randn(shape: tuple[int, ...]) -> torch.Tensor:
+            return torch.randn(shape, generator=g, device=p.device, dtype=torch.float32)
+
+        if name.endswith("bias"):
+            value = randn(p.shape) * BIAS_STD
+        elif p.dim() == 1:
+            value = 1 + randn(p.shape) * NORM_GAIN_STD
+        elif p.dim() >= 2 and not isinstance(_owner(model, name), torch.nn.Embedding):
+            std = LINEAR_STD if p.dim() == 2 else 1 / math.sqrt(p[0].numel())
+            rows = torch.exp(randn((p.shape[0],)) * ROW_LOG_STD).view(-1, *[1] * (p.dim() - 1))
+            value = randn(p.shape) * std * rows
         else:
-            std = 0.02
-        p.copy_(torch.randn(p.shape, generator=g, device=p.device, dtype=torch.float32).mul_(std))
+            value = randn(p.shape) * LINEAR_STD
+        p.copy_(value)
+
+
+def _owner(model: torch.nn.Module, param_name: str) -> torch.nn.Module:
+    return model.get_submodule(param_name.rpartition(".")[0])
 
 
 @contextlib.contextmanager

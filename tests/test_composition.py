@@ -23,6 +23,8 @@ def run(model, *args, **kwargs):
 
 
 def _flux():
+    """flux-dev-tiny, whose FP8 output measures 43-45 dB against bf16 in every test here (the
+    thresholds below are 40): seeded bugs (merged scales, dropped bias) give under 25."""
     model, inputs = zoo.build("flux-dev-tiny")
     return model, {**inputs, "return_dict": False}
 
@@ -44,7 +46,7 @@ def test_lora_fused_before_conversion_is_converted_with_the_base_weights():
     model.fuse_lora()
     ref = run(copy.deepcopy(model), **inputs)
     cm, be = compile_fp8(model)
-    assert sqnr(ref, run(cm, **inputs)) > 45
+    assert sqnr(ref, run(cm, **inputs)) > 40
     assert {r.name: r for r in be.report()}["transformer_blocks.0.attn.to_q.base_layer"].converted
 
 
@@ -60,7 +62,7 @@ def test_lora_loaded_after_conversion_runs_unfused_in_bf16_on_fp8_base_weights()
     ref_lora = run(ref, **inputs)
     out = run(cm, **inputs)  # the adapter changes the module tree: Dynamo recompiles
     # the compiled output follows the adapter: much closer to the LoRA reference than the adapter's own effect
-    assert sqnr(ref_lora, out) > 45 and sqnr(ref_lora, out) > sqnr(ref_lora, base) + 5
+    assert sqnr(ref_lora, out) > 40 and sqnr(ref_lora, out) > sqnr(ref_lora, base) + 15
     rows = {r.name: r for r in be.report()}
     lora_a = rows["transformer_blocks.0.attn.to_q.lora_A.default"]
     assert not lora_a.converted and "skip pattern" in lora_a.reason and "lora_(A|B)" in lora_a.reason
@@ -84,7 +86,7 @@ def test_adapter_weights_disable_and_unload_after_conversion_follow_the_referenc
     for step in steps:
         step(model)
         step(ref)
-        assert sqnr(run(ref, **inputs), run(cm, **inputs)) > 45
+        assert sqnr(run(ref, **inputs), run(cm, **inputs)) > 40
     assert model.transformer_blocks[0].attn.to_q.weight.untyped_storage().nbytes() == 0  # still FP8 only
 
 
@@ -113,7 +115,7 @@ def test_fuse_lora_after_restore_converts_the_fused_weights():
     fp8pass.restore(model)
     model.fuse_lora()
     out = run(cm, **inputs)  # converts the fused weights anew
-    assert sqnr(run(ref, **inputs), out) > 45
+    assert sqnr(run(ref, **inputs), out) > 40
     assert model.transformer_blocks[0].attn.to_q.base_layer.weight.untyped_storage().nbytes() == 0
 
 
@@ -205,8 +207,8 @@ def test_compile_repeated_blocks_converts_every_block():
     ref = run(copy.deepcopy(model), **inputs)
     be = fp8pass.FP8Backend(FP8Config(), inner="aot_eager")
     model.compile_repeated_blocks(backend=be)
-    assert sqnr(ref, run(model, **inputs)) > 45
-    assert sqnr(ref, run(model, **inputs)) > 45
+    assert sqnr(ref, run(model, **inputs)) > 40
+    assert sqnr(ref, run(model, **inputs)) > 40
     blocks = [*model.transformer_blocks, *model.single_transformer_blocks]
     assert len(blocks) >= 3 and all(b.attn.to_q.weight.untyped_storage().nbytes() == 0 for b in blocks)
     assert model.x_embedder.weight.untyped_storage().nbytes() > 0

@@ -56,7 +56,7 @@ def test_fused_flux_matches_unfused_and_holds_no_more_memory(compute):
     cm, be = compile_fp8(model, FP8Config(compute=compute, fuse_projections=True))
     out = run(cm, **inputs)
     torch.testing.assert_close(out, unfused)
-    assert sqnr(ref, out) > 45
+    assert sqnr(ref, out) > 40
     rows = {r.name: r for r in be.report()}
     assert "fused with transformer_blocks.0.attn.to_k, transformer_blocks.0.attn.to_v" in (
         rows["transformer_blocks.0.attn.to_q"].note

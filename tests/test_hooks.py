@@ -8,7 +8,7 @@ from fp8pass import FP8Config
 from fp8pass.backend import _STORE
 from fp8pass.hooks import apply_fp8_hooks
 
-from .helpers import BF16, TOY_CONVERTED, ToyDenoiser, compile_fp8, live_cpu_tensor_bytes, sqnr
+from .helpers import BF16, TOY_CONVERTED, TOY_MIN_DB, ToyDenoiser, compile_fp8, live_cpu_tensor_bytes, sqnr
 
 
 def run(model, *inputs):
@@ -46,7 +46,7 @@ def test_fidelity_and_visible_dtype(toy, toy_input):
     ref = run(copy.deepcopy(toy), toy_input)
     before = [id(p) for p in toy.parameters()]
     apply_fp8_hooks(toy)
-    assert sqnr(ref, run(toy, toy_input)) > 25
+    assert sqnr(ref, run(toy, toy_input)) > TOY_MIN_DB
     assert [id(p) for p in toy.parameters()] == before  # the same Parameter objects
     assert {p.dtype for p in toy.parameters()} == {BF16}
 

@@ -9,7 +9,17 @@ import torch.nn as nn
 
 from fp8pass import FP8Backend, FP8Config, guards
 
-from .helpers import BF16, TOY_CONVERTED_WEIGHTS, ToyDenoiser, compile_fp8, sqnr
+from .helpers import (
+    BF16,
+    TOY_CONVERTED,
+    TOY_CONVERTED_WEIGHTS,
+    TOY_MIN_DB,
+    ToyDenoiser,
+    assert_converted,
+    compile_fp8,
+    fake_fp8_output,
+    sqnr,
+)
 
 
 def run(model, *inputs):
@@ -29,8 +39,8 @@ def test_two_models_of_one_class_with_one_backend_each_use_their_own_weights(toy
     a, b = _toy(0), _toy(1)
     ref_a, ref_b = run(copy.deepcopy(a), toy_input), run(copy.deepcopy(b), toy_input)
     be = FP8Backend(inner="aot_eager")
-    assert sqnr(ref_a, run(torch.compile(a, backend=be), toy_input)) > 25
-    assert sqnr(ref_b, run(torch.compile(b, backend=be), toy_input)) > 25
+    assert sqnr(ref_a, run(torch.compile(a, backend=be), toy_input)) > TOY_MIN_DB
+    assert sqnr(ref_b, run(torch.compile(b, backend=be), toy_input)) > TOY_MIN_DB
     assert be.num_graphs == 2 and be.num_quantized == 2 * TOY_CONVERTED_WEIGHTS
     assert a.fc1.weight.untyped_storage().nbytes() == 0 == b.fc1.weight.untyped_storage().nbytes()
 
@@ -46,7 +56,7 @@ def test_a_graph_reused_for_an_unseen_model_runs_its_weights_and_says_they_stay(
     guards.watch(b)
     with pytest.warns(UserWarning, match="reused for another model of the same class"):
         out_b = run(torch.compile(b, backend=be), toy_input)
-    assert sqnr(ref_b, out_b) > 25
+    assert sqnr(ref_b, out_b) > TOY_MIN_DB
     assert be.num_graphs == 1 and be.num_quantized == 2 * TOY_CONVERTED_WEIGHTS
     assert b.fc1.weight.untyped_storage().nbytes() > 0
 
@@ -55,7 +65,7 @@ def test_a_model_per_backend_releases_both(toy_input):
     a, b = _toy(0), _toy(1)
     ref_b = run(copy.deepcopy(b), toy_input)
     run(compile_fp8(a)[0], toy_input)
-    assert sqnr(ref_b, run(compile_fp8(b)[0], toy_input)) > 25
+    assert sqnr(ref_b, run(compile_fp8(b)[0], toy_input)) > TOY_MIN_DB
     assert a.fc1.weight.untyped_storage().nbytes() == 0 == b.fc1.weight.untyped_storage().nbytes()
 
 
@@ -135,16 +145,18 @@ def test_module_paths_that_are_not_identifiers(fuse):
 
 @pytest.mark.parametrize("compute", ["cast", "scaled_mm"])
 def test_empty_batch(toy, compute):
-    cm, _ = compile_fp8(toy, FP8Config(compute=compute))
+    cm, be = compile_fp8(toy, FP8Config(compute=compute))
     assert run(cm, torch.randn(0, 4, 16, 16, dtype=BF16)).shape == (0, 4, 16, 16)
+    assert_converted(be, toy, TOY_CONVERTED)
 
 
 def test_channels_last_and_non_contiguous_inputs(toy):
     x_cl = torch.randn(2, 4, 16, 16, dtype=BF16).to(memory_format=torch.channels_last)
     x_nc = torch.randn(2, 4, 32, 16, dtype=BF16)[:, :, ::2]
     ref_cl, ref_nc = run(copy.deepcopy(toy), x_cl), run(copy.deepcopy(toy), x_nc)
-    cm, _ = compile_fp8(toy)
-    assert sqnr(ref_cl, run(cm, x_cl)) > 25 and sqnr(ref_nc, run(cm, x_nc)) > 25
+    cm, be = compile_fp8(toy)
+    assert sqnr(ref_cl, run(cm, x_cl)) > TOY_MIN_DB and sqnr(ref_nc, run(cm, x_nc)) > TOY_MIN_DB
+    assert_converted(be, toy, TOY_CONVERTED)
 
 
 class Convs(nn.Module):
@@ -178,19 +190,23 @@ def test_fp16_and_fp32_models(dtype, compute):
     torch.manual_seed(0)
     model = ToyDenoiser().to(dtype).requires_grad_(False)
     x = torch.randn(2, 4, 16, 16, dtype=dtype)
+    original = copy.deepcopy(model)
     ref = run(copy.deepcopy(model), x)
-    cm, be = compile_fp8(model, FP8Config(compute=compute))
+    config = FP8Config(compute=compute)
+    cm, be = compile_fp8(model, config)
     out = run(cm, x)
-    assert out.dtype == dtype and sqnr(ref, out) > 25
-    if compute == "scaled_mm":  # FP8 matmuls produce bf16 only: the cast path takes these
-        assert all(r.compute == "cast" for r in be.report() if r.converted)
+    rows = assert_converted(be, model, TOY_CONVERTED)
+    assert out.dtype == dtype and sqnr(ref, out) > TOY_MIN_DB
+    # FP8 matmuls produce bf16 only: the cast path takes these, with the same arithmetic
+    assert all(r.compute == "cast" for r in rows)
+    assert sqnr(fake_fp8_output(original, rows, (x,), config), out) > 60
 
 
 def test_same_model_compiled_twice(toy, toy_input):
     ref = run(copy.deepcopy(toy), toy_input)
     first, second = compile_fp8(toy), compile_fp8(toy)
-    assert sqnr(ref, run(first[0], toy_input)) > 25
-    assert sqnr(ref, run(second[0], toy_input)) > 25
+    assert sqnr(ref, run(first[0], toy_input)) > TOY_MIN_DB
+    assert sqnr(ref, run(second[0], toy_input)) > TOY_MIN_DB
     assert first[1].num_quantized == TOY_CONVERTED_WEIGHTS and second[1].num_quantized == 0
 
 
@@ -209,7 +225,7 @@ def test_calls_from_several_threads(toy):
         t.start()
     for t in threads:
         t.join()
-    assert all(sqnr(r, o) > 25 for r, o in zip(refs, outs, strict=True))
+    assert all(sqnr(r, o) > TOY_MIN_DB for r, o in zip(refs, outs, strict=True))
     assert be.num_quantized == TOY_CONVERTED_WEIGHTS
 
 
