@@ -1,59 +1,126 @@
-"""Command line: ``python -m fp8pass bench``."""
+"""Command line: ``python -m fp8pass {bench,report,layers}``."""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
+import warnings
 from pathlib import Path
+
+# Third-party chatter that makes a working install look broken on the first screen (torchao's
+# optional CUDA kernels, Dynamo's notes on diffusers' code, deprecations). The command line hides
+# it unless --verbose; as a library fp8pass leaves warnings and logging alone.
+_QUIET_LOGGERS = ("torchao", "torch.utils._pytree", "diffusers", "transformers", "torch._dynamo", "torch._inductor")
+_QUIET_MODULES = r"(torch|torchao|diffusers|transformers|peft|accelerate)(\.|$)"
+
+
+def _quiet_third_parties() -> None:
+    # diffusers and transformers set their loggers' levels from these when first imported
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    for name in _QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module=_QUIET_MODULES)
+
+
+def _models() -> list[str]:
+    from .zoo import MODELS
+
+    return list(MODELS)
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .bench import VARIANTS
+
+    models = _models()
     parser = argparse.ArgumentParser(prog="python -m fp8pass")
     sub = parser.add_subparsers(dest="command", required=True)
-    bench = sub.add_parser("bench", help="hook vs compiled, FP8 vs bf16 on one zoo denoiser")
-    bench.add_argument("--model", default="flux-dev-tiny", help="zoo model (default: flux-dev-tiny)")
-    bench.add_argument("--device", default="auto", help="cpu, cuda, or auto (default)")
-    bench.add_argument("--variants", nargs="+", help="variants to run (default: all that suit the device)")
-    bench.add_argument("--steps", type=int, default=10)
-    bench.add_argument("--warmup", type=int, default=3)
-    bench.add_argument("--max-autotune", action=argparse.BooleanOptionalAction, default=None)
-    bench.add_argument("--json", type=Path, help="also write the results here")
+
+    bench = sub.add_parser(
+        "bench",
+        help="hook vs compiled, FP8 vs bf16 on one zoo denoiser",
+        description="Every way of running one denoiser, in one process: step time (with its spread), "
+        "time against compiled bf16, first call, weight memory, SQNR against bf16 eager.",
+    )
+    bench.add_argument("--model", default="flux-dev-tiny", choices=models, metavar="MODEL", help=_choices(models))
+    bench.add_argument("--device", default="auto", help="cpu, cuda, or auto (default: cuda when present)")
+    bench.add_argument(
+        "--variants", nargs="+", choices=list(VARIANTS), metavar="VARIANT", help=_choices(list(VARIANTS), "all that suit the device")
+    )
+    bench.add_argument("--steps", type=int, default=5, help="timed steps per variant per round (default: 5)")
+    bench.add_argument("--rounds", type=int, default=3, help="timing rounds over all variants (default: 3)")
+    bench.add_argument("--warmup", type=int, default=2, help="untimed steps after the first call (default: 2)")
+    bench.add_argument(
+        "--interleave",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="keep every variant and time them round by round (default: when they fit in half the free memory)",
+    )
+    bench.add_argument(
+        "--max-autotune",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="include the max-autotune and fused variants (default: on CUDA only; they tune for minutes on a CPU)",
+    )
+    bench.add_argument("--json", type=Path, help="also write the results here (standard JSON)")
     bench.add_argument("--quiet", action="store_true", help="no progress bar")
+    bench.add_argument("--verbose", action="store_true", help="show third-party warnings and logs")
+
     report = sub.add_parser("report", help="conversion report and per-layer FP8 fidelity of one zoo denoiser")
-    report.add_argument("--model", default="flux-dev-tiny", help="zoo model (default: flux-dev-tiny)")
+    report.add_argument("--model", default="flux-dev-tiny", choices=models, metavar="MODEL", help=_choices(models))
     report.add_argument("--device", default="auto", help="cpu, cuda, or auto (default)")
     report.add_argument("--granularity", default="channel", choices=["channel", "tensor"])
     report.add_argument("--dtype", default="e4m3fn", choices=["e4m3fn", "e5m2"])
     report.add_argument("--compute", default="auto", choices=["auto", "cast", "scaled_mm"])
     report.add_argument("--top", type=int, default=15, help="rows of the sensitivity table (0: all)")
-    report.add_argument(
-        "--alone", type=int, default=8, help="layers measured alone in FP8 (one forward each)"
-    )
+    report.add_argument("--alone", type=int, default=8, help="layers measured alone in FP8 (one forward each)")
+    report.add_argument("--verbose", action="store_true", help="show third-party warnings and logs")
+
     layers = sub.add_parser("layers", help="bf16 vs FP8 cast vs FP8 scaled_mm at a zoo model's layer shapes")
-    layers.add_argument(
-        "--model", default="flux-dev", help="zoo model whose shapes to time (default: flux-dev)"
-    )
-    layers.add_argument("--device", default="auto")
+    layers.add_argument("--model", default="flux-dev", choices=models, metavar="MODEL", help=_choices(models))
+    layers.add_argument("--device", default="auto", help="cpu, cuda, or auto (default)")
     layers.add_argument("--mode", default=None, help="torch.compile mode (default: max-autotune on CUDA)")
     layers.add_argument("--max-m", type=int, help="only shapes with at most this many rows")
-    layers.add_argument("--steps", type=int, default=20)
-    layers.add_argument("--json", type=Path)
-    args = parser.parse_args(argv)
-    if args.command == "report":
-        return _report(args)
-    if args.command == "layers":
-        return _layers(args)
+    layers.add_argument("--steps", type=int, default=20, help="timed calls per shape and variant (default: 20)")
+    layers.add_argument("--json", type=Path, help="also write the results here")
+    layers.add_argument("--verbose", action="store_true", help="show third-party warnings and logs")
 
+    args = parser.parse_args(argv)
+    if not args.verbose:
+        _quiet_third_parties()
+    commands = {"bench": _bench, "report": _report, "layers": _layers}
+    return commands[args.command](args)
+
+
+def _choices(names: list[str], default: str = "") -> str:
+    return "one of: " + ", ".join(names) + (f" (default: {default})" if default else "")
+
+
+def _bench(args: argparse.Namespace) -> int:
     from . import bench as b
 
+    device = b.resolve_device(args.device)
+    print(b.format_environment(b.environment(args.model, device)), flush=True)
     env, results = b.run_benchmark(
-        args.model, args.device, args.variants, args.steps, args.warmup, args.max_autotune, not args.quiet
+        args.model,
+        args.device,
+        args.variants,
+        args.steps,
+        args.warmup,
+        args.max_autotune,
+        not args.quiet,
+        rounds=args.rounds,
+        interleave=args.interleave,
     )
     print(b.format_results(env, results))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(b.to_json(env, results))
+        args.json.write_text(b.to_json(env, results) + "\n")
         print(f"wrote {args.json}")
+    if not args.verbose:
+        print("(third-party warnings hidden; --verbose shows them)")
     return 0 if any(r.ok for r in results) else 1
 
 
@@ -68,12 +135,12 @@ def _layers(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     mode = args.mode or ("max-autotune" if device.type == "cuda" else None)
     gpu = f"  gpu={torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
-    print(f"model={args.model}  torch={torch.__version__}  device={device}{gpu}  mode={mode}")
+    print(f"model={args.model}  torch={torch.__version__}  device={device}{gpu}  mode={mode}", flush=True)
     rows = run_layer_benchmark(args.model, device, mode, args.max_m, args.steps)
     print(format_layer_results(rows))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(rows, indent=2, default=list))
+        args.json.write_text(json.dumps(rows, indent=2, default=list, allow_nan=False) + "\n")
     return 0
 
 
@@ -91,11 +158,12 @@ def _report(args: argparse.Namespace) -> int:
     config = FP8Config(
         compute=args.compute, granularity=args.granularity, dtype=getattr(torch, f"float8_{args.dtype}")
     )
-    model, inputs = zoo.build(args.model, device)
     print(
         f"model={args.model} ({zoo.MODELS[args.model].shape_note})  device={device}  torch={torch.__version__}  "
-        f"compute={config.compute}  granularity={config.granularity}  dtype={config.dtype}"
+        f"compute={config.compute}  granularity={config.granularity}  dtype={config.dtype}",
+        flush=True,
     )
+    model, inputs = zoo.build(args.model, device)
     fidelity = analyze(model, inputs, config, alone=args.alone)
     with torch.no_grad():
         reference = model(**inputs, return_dict=False)[0]

@@ -1,10 +1,17 @@
-"""Benchmark: one zoo denoiser, every way of running it, one after another in one process.
+"""Benchmark: one zoo denoiser, every way of running it, in one process.
 
 Variants: bf16 eager and compiled; FP8 storage by hooks (fp8pass's and diffusers'); fp8pass's
-backend with each compute path; torchao's FP8 configs under torch.compile. For each: step latency
-(median of timed steps after warm-up; CUDA events on a GPU), speed against compiled bf16, first
-call time (compile included), weight bytes of the denoiser, peak memory during a step (CUDA),
-and output SQNR against bf16 eager. A variant that fails gets a row saying why.
+backend with each compute path; torchao's FP8 configs under torch.compile. For each: step latency,
+time against compiled bf16, first call time (compile included), weight bytes of the denoiser, peak
+memory during a step (CUDA) and output SQNR against bf16 eager. A variant that cannot run on the
+device says why; one that fails says how.
+
+Timing is built to survive a noisy machine: every variant is prepared (compiled, warmed up) first
+and kept, then timed in ``rounds`` rounds, each round running ``steps`` steps of every variant in
+turn (the order rotated between rounds). A slow stretch of the machine then lands on all variants
+alike; ratios to compiled bf16 are taken within each round; each row reports the spread of its
+steps and is flagged when its rounds disagree. Where the variants do not fit in memory together
+(full-size models), each is timed on its own, its rounds back to back.
 """
 
 from __future__ import annotations
@@ -14,12 +21,14 @@ import dataclasses
 import datetime
 import gc
 import json
+import math
+import os
 import platform
 import statistics
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -33,32 +42,54 @@ from .metrics import sqnr
 __all__ = [
     "VARIANTS",
     "Result",
+    "Variant",
     "environment",
     "format_results",
     "held_weight_bytes",
     "resolve_device",
     "run_benchmark",
     "time_ms",
+    "to_json",
 ]
+
+#: a row whose per-round median step times differ by more than this (max / min - 1) is unstable
+UNSTABLE_SPREAD = 0.15
+
+Prepared = tuple[Callable[..., Any], dict[str, Any]]
 
 
 @dataclass
 class Result:
+    """One variant's row. ``status``: ``"ok"``, ``"failed"`` or ``"not supported"`` (on this device)."""
+
     variant: str
-    ok: bool
+    status: str = "ok"
     error: str = ""
-    step_ms: float | None = None
-    speedup_vs_compiled_bf16: float | None = None
+    step_ms: float | None = None  # median of every timed step
+    step_ms_min: float | None = None
+    step_ms_max: float | None = None
+    round_ms: list[float] = field(default_factory=list)  # per-round medians
+    time_vs_compiled_bf16: float | None = None  # median over rounds of (this / compiled bf16)
+    unstable: bool = False
     first_call_s: float | None = None
     weight_bytes: int | None = None
     peak_bytes: int | None = None
-    sqnr_db: float | None = None
+    sqnr_db: float | None = None  # None with identical=True: the output equals bf16 eager's
+    identical: bool = False
     converted: str = ""
+    ok: bool = True
+
+    def __post_init__(self) -> None:
+        self.ok = self.status == "ok"
 
 
-# name -> (prepare(model) -> (callable, info), run by default on CUDA only: max-autotune compiles
-# take many minutes on a CPU, and the fused-projection lever is for GPUs to measure)
-Prepared = tuple[Callable[..., Any], dict[str, Any]]
+@dataclass(frozen=True)
+class Variant:
+    """How to prepare a variant, whether it runs by default on a device, and why it cannot run."""
+
+    prepare: Callable[[torch.nn.Module, torch.device], Prepared]
+    gpu_only_by_default: bool = False  # max-autotune tuning takes many minutes on a CPU
+    unsupported: Callable[[torch.device], str] = lambda device: ""
 
 
 def _bf16_eager(model: torch.nn.Module, device: torch.device) -> Prepared:
@@ -116,106 +147,195 @@ def _torchao(kind: str) -> Callable[..., Prepared]:
     return prepare
 
 
-VARIANTS: dict[str, tuple[Callable[..., Prepared], bool]] = {
-    "bf16 eager": (_bf16_eager, False),
-    "bf16 compiled": (_compiled(None), False),
-    "bf16 compiled max-autotune": (_compiled("max-autotune"), True),
-    "fp8 hooks (fp8pass.hooks)": (_fp8_hooks, False),
-    "fp8 hooks (diffusers layerwise)": (_diffusers_hooks, False),
-    "fp8pass cast": (_fp8pass("cast"), False),
-    "fp8pass cast max-autotune": (_fp8pass("cast", mode="max-autotune"), True),
-    "fp8pass scaled_mm per-tensor": (_fp8pass("scaled_mm", "tensor"), False),
-    "fp8pass scaled_mm per-row": (_fp8pass("scaled_mm", "channel"), False),
-    "fp8pass cast max-autotune fused": (_fp8pass("cast", mode="max-autotune", fuse=True), True),
-    "fp8pass scaled_mm per-row fused": (_fp8pass("scaled_mm", "channel", fuse=True), True),
-    "torchao fp8 weight-only compiled": (_torchao("weight_only"), False),
-    "torchao fp8 dynamic per-row compiled": (_torchao("dynamic"), False),
+def _needs_sm89(device: torch.device) -> str:
+    if device.type != "cuda":
+        return f"not supported on {device.type}: torchao's dynamic FP8 runs on CUDA GPUs of compute capability 8.9+"
+    if torch.cuda.get_device_capability(device) < (8, 9):
+        return "not supported on this GPU: torchao's dynamic FP8 needs compute capability 8.9+"
+    return ""
+
+
+VARIANTS: dict[str, Variant] = {
+    "bf16 eager": Variant(_bf16_eager),
+    "bf16 compiled": Variant(_compiled(None)),
+    "bf16 compiled max-autotune": Variant(_compiled("max-autotune"), gpu_only_by_default=True),
+    "fp8 hooks (fp8pass.hooks)": Variant(_fp8_hooks),
+    "fp8 hooks (diffusers layerwise)": Variant(_diffusers_hooks),
+    "fp8pass cast": Variant(_fp8pass("cast")),
+    "fp8pass cast max-autotune": Variant(_fp8pass("cast", mode="max-autotune"), gpu_only_by_default=True),
+    "fp8pass scaled_mm per-tensor": Variant(_fp8pass("scaled_mm", "tensor")),
+    "fp8pass scaled_mm per-row": Variant(_fp8pass("scaled_mm", "channel")),
+    "fp8pass cast max-autotune fused": Variant(
+        _fp8pass("cast", mode="max-autotune", fuse=True), gpu_only_by_default=True
+    ),
+    "fp8pass scaled_mm per-row fused": Variant(_fp8pass("scaled_mm", "channel", fuse=True), gpu_only_by_default=True),
+    "torchao fp8 weight-only compiled": Variant(_torchao("weight_only")),
+    "torchao fp8 dynamic per-row compiled": Variant(_torchao("dynamic"), unsupported=_needs_sm89),
 }
+
+BASELINE = "bf16 compiled"
+
+
+@dataclass
+class _Prepared:
+    result: Result
+    model: torch.nn.Module
+    fn: Callable[..., Any]
+    samples: list[list[float]] = field(default_factory=list)  # per round
 
 
 def run_benchmark(
     model_name: str = "flux-dev-tiny",
     device: str = "auto",
     variants: list[str] | None = None,
-    steps: int = 10,
-    warmup: int = 3,
+    steps: int = 5,
+    warmup: int = 2,
     max_autotune: bool | None = None,
     progress: bool = True,
+    rounds: int = 3,
+    interleave: bool | None = None,
 ) -> tuple[dict[str, Any], list[Result]]:
     """Run the variants on ``model_name``; returns ``(environment, results)``.
 
-    By default max-autotune and fused-projection variants run only on CUDA (on a CPU max-autotune
-    takes many minutes to tune); name them in ``variants`` to run them anyway.
+    ``steps`` timed steps per variant per round, ``rounds`` rounds. By default max-autotune and
+    fused-projection variants run only on CUDA (on a CPU max-autotune takes many minutes to tune);
+    name them in ``variants`` to run them anyway. ``interleave`` (default: when every variant's
+    model fits in half the free memory at once) keeps all variants and times them round by round.
     """
     dev = resolve_device(device)
+    if model_name not in zoo.MODELS:
+        raise ValueError(f"unknown model {model_name!r}; choose one of {', '.join(zoo.MODELS)}")
     if max_autotune is None:
         max_autotune = dev.type == "cuda"
-    names = variants or [n for n, (_, autotune) in VARIANTS.items() if max_autotune or not autotune]
+    names = variants or [n for n, v in VARIANTS.items() if max_autotune or not v.gpu_only_by_default]
     unknown = [n for n in names if n not in VARIANTS]
     if unknown:
         raise ValueError(f"unknown variants {unknown}; choose from {list(VARIANTS)}")
-    env = environment(model_name, dev)
+    if interleave is None:
+        interleave = _fits_together(model_name, dev, len(names))
+    env = {**environment(model_name, dev), "rounds": rounds, "steps_per_round": steps, "interleaved": interleave}
     inputs = zoo.build_inputs(model_name, dev)
     _warm_up_compiler(dev)
+    torch._dynamo.reset()
+    results: list[Result] = []
+    prepared: list[_Prepared] = []
     reference = None
-    results = []
-    for i, name in enumerate(names):
+    units = iter(range(len(names) * (1 + (rounds if interleave else 0)) + 1))
+
+    def tell(label: str) -> None:
         if progress:
-            _progress(i, len(names), name)
-        with _cold_compiles():
-            result, out = _run_variant(name, model_name, dev, inputs, steps, warmup)
-        if name == "bf16 eager" and out is not None:
-            reference = out
-        if out is not None and reference is not None:
-            result.sqnr_db = sqnr(reference, out)
-        results.append(result)
+            _progress(next(units), len(names) * (1 + (rounds if interleave else 0)), label)
+
+    # every variant compiles its own model of one class: let Dynamo keep a graph per variant
+    with torch._dynamo.config.patch(recompile_limit=max(8, 2 * len(names))):
+        for name in names:
+            tell(f"preparing {name}")
+            entry, out = _prepare(name, model_name, dev, inputs, warmup)
+            if entry is None:
+                status, message = out
+                results.append(Result(name, status=status, error=message))
+                continue
+            results.append(entry.result)
+            if name == "bf16 eager":
+                reference = out
+            if reference is not None:
+                value = sqnr(reference, out)
+                entry.result.identical = math.isinf(value)
+                entry.result.sqnr_db = None if math.isinf(value) else value
+            if interleave:
+                prepared.append(entry)
+            else:
+                for _ in range(rounds):
+                    _time_block(entry, inputs, dev, steps)
+                _finish(entry, inputs, dev)
+                entry.model = entry.fn = None
+                _free(dev)
+        for r in range(rounds if interleave else 0):
+            shift = r % max(len(prepared), 1)
+            for entry in prepared[shift:] + prepared[:shift]:
+                tell(f"round {r + 1}/{rounds}: {entry.result.variant}")
+                _time_block(entry, inputs, dev, steps)
+        for entry in prepared:
+            _finish(entry, inputs, dev)
     if progress:
-        _progress(len(names), len(names), "done")
-    base = next((r.step_ms for r in results if r.variant == "bf16 compiled" and r.ok), None)
-    for r in results:
-        if base and r.step_ms:
-            r.speedup_vs_compiled_bf16 = base / r.step_ms
+        _progress(1, 1, "done")
+    _compare_to_baseline(results)
     return env, results
 
 
-def _run_variant(name, model_name, dev, inputs, steps, warmup) -> tuple[Result, torch.Tensor | None]:
-    prepare, _ = VARIANTS[name]
-    torch._dynamo.reset()
-    _free(dev)
+def _prepare(name: str, model_name: str, dev: torch.device, inputs: dict, warmup: int):
+    """Build, prepare, first call (timed, compile included), warm-up. ``(entry, output)``, or
+    ``(None, error message)``."""
+    variant = VARIANTS[name]
+    if reason := variant.unsupported(dev):
+        return None, ("not supported", reason)
+    model = fn = None
     try:
         model = zoo.build_model(model_name, dev)
-        fn, info = prepare(model, dev)
-        t0 = time.perf_counter()
-        out = _step(fn, inputs)
-        _sync(dev)
-        first = time.perf_counter() - t0
+        fn, info = variant.prepare(model, dev)
+        with _cold_compiles():
+            t0 = time.perf_counter()
+            out = _step(fn, inputs)
+            _sync(dev)
+            first = time.perf_counter() - t0
         for _ in range(warmup):
             _step(fn, inputs)
-        times = time_ms(lambda: _step(fn, inputs), dev, steps)
-        peak = _peak_bytes(fn, inputs, dev)
         rows = info["report"]() if "report" in info else []
         result = Result(
             name,
-            True,
-            step_ms=statistics.median(times),
             first_call_s=first,
             weight_bytes=held_weight_bytes(model, rows, info.get("extra", lambda: [])()),
-            peak_bytes=peak,
             converted=f"{sum(r.converted for r in rows)}/{len(rows)}" if rows else "",
         )
-        return result, out.detach().float().cpu()
-    except Exception as e:  # a variant that cannot run on this device says so
-        return Result(name, False, error=f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"), None
-    finally:
+        return _Prepared(result, model, fn), out.detach().float().cpu()
+    except Exception as e:  # a variant that fails says so, and the others still run
         model = fn = None
         _free(dev)
+        return None, ("failed", f"{type(e).__name__}: {str(e).splitlines()[0][:160]}")
+
+
+def _time_block(entry: _Prepared, inputs: dict, dev: torch.device, steps: int) -> None:
+    _step(entry.fn, inputs)  # untimed: the first call after another variant re-warms caches
+    entry.samples.append(time_ms(lambda: _step(entry.fn, inputs), dev, steps))
+
+
+def _finish(entry: _Prepared, inputs: dict, dev: torch.device) -> None:
+    r = entry.result
+    every = [t for block in entry.samples for t in block]
+    r.step_ms, r.step_ms_min, r.step_ms_max = statistics.median(every), min(every), max(every)
+    r.round_ms = [statistics.median(block) for block in entry.samples]
+    r.unstable = max(r.round_ms) / min(r.round_ms) - 1 > UNSTABLE_SPREAD
+    r.peak_bytes = _peak_bytes(entry.fn, inputs, dev)
+
+
+def _compare_to_baseline(results: list[Result]) -> None:
+    base = next((r for r in results if r.variant == BASELINE and r.ok), None)
+    if base is None:
+        return
+    for r in results:
+        if r.ok and len(r.round_ms) == len(base.round_ms):
+            ratios = [t / b for t, b in zip(r.round_ms, base.round_ms, strict=True)]
+            r.time_vs_compiled_bf16 = statistics.median(ratios)
+
+
+def _fits_together(model_name: str, dev: torch.device, n: int) -> bool:
+    """Whether ``n`` copies of the model's bf16 weights take at most half the free memory."""
+    meta = zoo.build_model(model_name, "meta")
+    need = n * sum(p.numel() * p.element_size() for p in meta.parameters())
+    if dev.type == "cuda":
+        free = torch.cuda.mem_get_info(dev)[0]
+    else:
+        try:
+            free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            return False
+    return need <= free / 2
 
 
 def _warm_up_compiler(dev: torch.device) -> None:
     """One throwaway compile, so that Inductor's one-time start-up is not billed to the first variant."""
     with _cold_compiles(), torch.no_grad():
         torch.compile(lambda x: torch.nn.functional.gelu(x @ x))(torch.randn(8, 8, device=dev))
-    torch._dynamo.reset()
 
 
 @contextlib.contextmanager
@@ -299,9 +419,9 @@ def _free(dev: torch.device) -> None:
 
 def _progress(done: int, total: int, label: str) -> None:
     width = 24
-    filled = width * done // total
-    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {label:<40}")
-    if done == total:
+    filled = width * done // max(total, 1)
+    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {label[:60]:<60}")
+    if label == "done":
         sys.stderr.write("\n")
     sys.stderr.flush()
 
@@ -325,12 +445,45 @@ def environment(model_name: str, dev: torch.device) -> dict[str, Any]:
         env["gpu"] = torch.cuda.get_device_name(dev)
         env["capability"] = ".".join(map(str, torch.cuda.get_device_capability(dev)))
     else:
-        env["cpu"] = platform.processor() or platform.machine()
+        env["cpu"] = _cpu_name()
         env["threads"] = torch.get_num_threads()
     return env
 
 
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def format_environment(env: dict[str, Any]) -> str:
+    return "  ".join(f"{k}={v}" for k, v in env.items())
+
+
+COLUMNS = {
+    "variant": "how the denoiser runs",
+    "step ms": "median wall time of one denoiser step over every timed step (CUDA events on a GPU)",
+    "min-max ms": "fastest and slowest timed step; '!' marks a row whose per-round medians differ "
+    f"by more than {UNSTABLE_SPREAD:.0%} (the machine was busy: compare it with care)",
+    "time vs compiled bf16": "this variant's step time / compiled bf16's, taken within each round, median "
+    "over rounds: below 1.00 is faster",
+    "first call s": "the first call, compile included (Inductor's on-disk caches off)",
+    "weights MiB": "distinct weight storages the denoiser holds, FP8 copies and scales included",
+    "peak MiB": "torch.cuda.max_memory_allocated during one step; '-' on a CPU, where torch keeps no "
+    "allocator statistics",
+    "SQNR dB": "output against bf16 eager, 20*log10(|ref|/|ref-out|); 'exact' where identical",
+    "fp8 layers": "layers converted / linear and conv layers seen (fp8pass variants and hooks)",
+    "status": "'not supported on ...' where the variant cannot run on this device; the error where it failed",
+}
+
+
 def format_results(env: dict[str, Any], results: list[Result], tablefmt: str = "github") -> str:
+    """The table and a footer that explains every column (the environment is printed apart, first)."""
     from tabulate import tabulate
 
     def mib(n):
@@ -339,35 +492,32 @@ def format_results(env: dict[str, Any], results: list[Result], tablefmt: str = "
     def num(x, fmt):
         return format(x, fmt) if x is not None else "-"
 
-    head = "  ".join(f"{k}={v}" for k, v in env.items())
     rows = [
         [
             r.variant,
             num(r.step_ms, ".2f"),
-            num(r.speedup_vs_compiled_bf16, ".2f"),
+            f"{r.step_ms_min:.2f}-{r.step_ms_max:.2f}{' !' if r.unstable else ''}" if r.ok else "-",
+            num(r.time_vs_compiled_bf16, ".2f"),
             num(r.first_call_s, ".1f"),
             mib(r.weight_bytes),
             mib(r.peak_bytes),
-            num(r.sqnr_db, ".1f"),
+            "exact" if r.identical else num(r.sqnr_db, ".1f"),
             r.converted or "-",
-            r.error or "",
+            "ok" if r.ok else (r.error if r.status == "not supported" else f"failed: {r.error}"),
         ]
         for r in results
     ]
-    headers = [
-        "variant",
-        "step ms",
-        "x vs compiled bf16",
-        "first call s",
-        "weights MiB",
-        "peak MiB",
-        "SQNR dB",
-        "fp8 layers",
-        "error",
-    ]
-    note = "SQNR: output vs bf16 eager, 20*log10(|ref|/|ref-out|). Step: median after warm-up."
-    return head + "\n" + tabulate(rows, headers=headers, tablefmt=tablefmt) + "\n" + note
+    table = tabulate(rows, headers=list(COLUMNS), tablefmt=tablefmt)
+    timing = (
+        f"{env.get('rounds', '?')} rounds x {env.get('steps_per_round', '?')} timed steps per variant, "
+        + ("variants interleaved within each round" if env.get("interleaved") else "each variant timed on its own")
+    )
+    footer = "\n".join(f"  {name}: {meaning}" for name, meaning in COLUMNS.items())
+    return f"{table}\n{timing}. Columns:\n{footer}"
 
 
 def to_json(env: dict[str, Any], results: list[Result]) -> str:
-    return json.dumps({"environment": env, "results": [dataclasses.asdict(r) for r in results]}, indent=2)
+    """Standard JSON (no NaN / Infinity: identical outputs are ``"identical": true``)."""
+    return json.dumps(
+        {"environment": env, "results": [dataclasses.asdict(r) for r in results]}, indent=2, allow_nan=False
+    )

@@ -174,19 +174,20 @@ def format_layer_results(rows: list[dict[str, Any]], tablefmt: str = "github") -
         ]
         for r in rows
     ]
-    headers = [
-        "kind",
-        "M",
-        "K",
-        "N",
-        "layers",
-        "bf16 ms",
-        "fp8 cast ms",
-        "cast x bf16",
-        "scaled_mm ms",
-        "scaled_mm x bf16",
-    ]
-    return (
-        tabulate(table, headers=headers, tablefmt=tablefmt)
-        + "\nx bf16: time relative to the bf16 layer (lower is faster); medians after warm-up."
-    )
+    headers = list(LAYER_COLUMNS)
+    footer = "\n".join(f"  {name}: {meaning}" for name, meaning in LAYER_COLUMNS.items())
+    return tabulate(table, headers=headers, tablefmt=tablefmt) + "\nColumns:\n" + footer
+
+
+LAYER_COLUMNS = {
+    "kind": "linear, or conv (its matmul view below)",
+    "M": "rows of the equivalent matmul (tokens; batch x output pixels for a convolution)",
+    "K": "reduction size (in features; in channels x kernel for a convolution)",
+    "N": "output features / channels",
+    "layers": "how many layers of the model have this shape",
+    "bf16 ms": "the bf16 layer, compiled: median of the timed calls after warm-up",
+    "fp8 cast ms": "fp8pass's cast path on the FP8 weight (cast + matmul + scale), compiled the same way",
+    "cast time vs bf16": "fp8 cast ms / bf16 ms: below 1.00 is faster (the bench's convention too)",
+    "scaled_mm ms": "fp8pass's scaled_mm path (activation quantized per call + FP8 matmul)",
+    "scaled_mm time vs bf16": "scaled_mm ms / bf16 ms; '-' where the shape cannot take an FP8 matmul",
+}

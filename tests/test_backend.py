@@ -1,4 +1,5 @@
 import copy
+import dataclasses
 import re
 import subprocess
 import sys
@@ -9,7 +10,7 @@ import torch.nn as nn
 from torch._inductor.utils import run_and_get_code
 
 import fp8pass
-from fp8pass import FP8Backend, FP8Config
+from fp8pass import FP8Backend, FP8Config, zoo
 from fp8pass.backend import _STORE
 from fp8pass.passes import _has_fp8_matmul
 
@@ -541,12 +542,30 @@ def test_cuda_graphs_keep_the_fp8_weights_in_place():
 
 
 @cuda_only
-def test_cuda_auto_picks_scaled_mm_on_sm89():
-    model = nn.Linear(64, 64).to("cuda", BF16).requires_grad_(False)
-    cm, be = compile_fp8(model, FP8Config(min_weight_numel=0, skip=()))
-    run(cm, torch.randn(4, 64, dtype=BF16, device="cuda"))
-    want = "scaled_mm" if torch.cuda.get_device_capability() >= (8, 9) else "cast"
-    assert be.report()[0].compute == want
+@pytest.mark.skipif(
+    not torch.cuda.is_available() or torch.cuda.get_device_capability() < (8, 9),
+    reason="FP8 matmuls need compute capability 8.9 (Ada) or newer",
+)
+@pytest.mark.parametrize("granularity", ["channel", "tensor"])
+def test_cuda_auto_runs_real_fp8_matmuls_on_sm89(granularity):
+    """compute="auto" picks scaled_mm on sm89+, and what runs is an FP8 matmul: the output matches
+    the activation-and-weight FP8 arithmetic done independently (tests/helpers.py), which the
+    cast path would not (its activations are not rounded to e4m3)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(256, 512), nn.GELU(), nn.Linear(512, 256)).to("cuda", BF16)
+    zoo.init_weights(model)
+    model.requires_grad_(False)
+    x = torch.randn(64, 256, dtype=BF16, device="cuda")
+    original = copy.deepcopy(model)
+    config = FP8Config(granularity=granularity, min_weight_numel=0, skip=())
+    cm, be = compile_fp8(model, config, inner="inductor")
+    out = run(cm, x)
+    rows = assert_converted(be, model, {"0", "2"})
+    assert {r.compute for r in rows} == {"scaled_mm"}
+    with_act = sqnr(fake_fp8_output(original, rows, (x,), config), out)
+    cast_rows = [dataclasses.replace(r, compute="cast") for r in rows]
+    without_act = sqnr(fake_fp8_output(original, cast_rows, (x,), config), out)
+    assert with_act > 40 and with_act > without_act + 10, (with_act, without_act)
 
 
 class Autocast(nn.Module):

@@ -1,4 +1,6 @@
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -6,22 +8,39 @@ import torch
 from fp8pass import bench
 
 
-def test_benchmark_rows_and_failures_are_reported():
-    variants = ["bf16 eager", "fp8 hooks (fp8pass.hooks)", "torchao fp8 dynamic per-row compiled"]
-    env, results = bench.run_benchmark("flux-dev-tiny", "cpu", variants, steps=2, warmup=1, progress=False)
-    assert env["device"] == "cpu" and env["torch"] == torch.__version__
-    eager, hooks, dynamic = results
-    assert eager.ok and hooks.ok and eager.step_ms > 0 and hooks.step_ms > 0
-    assert eager.sqnr_db == float("inf") and 25 < hooks.sqnr_db < float("inf")
+def test_benchmark_rows_spread_and_unsupported_variants():
+    variants = ["bf16 eager", "bf16 compiled", "fp8 hooks (fp8pass.hooks)", "torchao fp8 dynamic per-row compiled"]
+    env, results = bench.run_benchmark("flux-dev-tiny", "cpu", variants, steps=2, warmup=1, rounds=2, progress=False)
+    assert env["device"] == "cpu" and env["torch"] == torch.__version__ and env["interleaved"]
+    eager, compiled, hooks, dynamic = results
+    assert eager.ok and compiled.ok and hooks.ok
+    for r in (eager, compiled, hooks):
+        assert len(r.round_ms) == 2 and r.step_ms_min <= r.step_ms <= r.step_ms_max
+        assert r.time_vs_compiled_bf16 > 0
+    assert compiled.time_vs_compiled_bf16 == 1.0
+    assert eager.identical and eager.sqnr_db is None and 25 < hooks.sqnr_db < 100
     assert hooks.weight_bytes < eager.weight_bytes
     assert hooks.converted == "26/36"
-    if not torch.cuda.is_available():  # torchao's dynamic FP8 needs sm89: a row that says so
-        assert not dynamic.ok and "compute capability" in dynamic.error
+    if not torch.cuda.is_available():  # torchao's dynamic FP8 needs sm89: a plain status, not an error
+        assert dynamic.status == "not supported" and dynamic.error.startswith("not supported on cpu:")
     table = bench.format_results(env, results)
-    assert "fp8 hooks (fp8pass.hooks)" in table and "SQNR" in table
-    assert json.loads(bench.to_json(env, results))["results"][1]["variant"] == "fp8 hooks (fp8pass.hooks)"
+    assert "fp8 hooks (fp8pass.hooks)" in table and "time vs compiled bf16" in table
+    assert "peak MiB: torch.cuda.max_memory_allocated" in table  # the footer explains every column
+    data = json.loads(bench.to_json(env, results))  # standard JSON: no Infinity for the exact row
+    assert data["results"][0]["identical"] is True and data["results"][0]["sqnr_db"] is None
 
 
-def test_unknown_variant():
+def test_unknown_variant_and_model():
     with pytest.raises(ValueError, match="unknown variants"):
         bench.run_benchmark("flux-dev-tiny", "cpu", ["bf16 fast"], progress=False)
+    with pytest.raises(ValueError, match="unknown model 'sd99'; choose one of sd15"):
+        bench.run_benchmark("sd99", "cpu", progress=False)
+
+
+def test_command_line_errors_are_one_line_with_the_valid_names():
+    for args, valid in ((["--model", "sd99"], "flux-dev-tiny"), (["--variants", "bf16 fast"], "fp8pass cast")):
+        run = subprocess.run(
+            [sys.executable, "-m", "fp8pass", "bench", *args], capture_output=True, text=True
+        )
+        assert run.returncode == 2 and "invalid choice" in run.stderr and valid in run.stderr
+        assert "Traceback" not in run.stderr

@@ -38,16 +38,25 @@ def test_notebook_runs(path):
     )
 
 
-def test_render_writes_the_plots_of_a_committed_result(tmp_path):
-    """notebooks/render.py runs notebook 01 on a committed JSON and writes its two plots."""
+def test_render_writes_the_plots_of_a_committed_result(tmp_path, monkeypatch):
+    """notebooks/render.py runs notebook 01 on a committed JSON, named relative to the directory it
+    runs in (the repository root here), and writes its two plots and its text outputs."""
     import sys
 
+    root = NOTEBOOKS[0].parent.parent
     sys.path.insert(0, str(NOTEBOOKS[0].parent))
     try:
         from render import render
     finally:
         sys.path.pop(0)
-    results = sorted((NOTEBOOKS[0].parent.parent / "benchmarks" / "results").glob("cpu-flux-dev-tiny-*.json"))
-    written = render(NOTEBOOKS[0], tmp_path, [f"RESULTS_JSON = {str(results[-1])!r}"])
-    assert [p.name for p in written] == ["01_hook_vs_compiled-1.png", "01_hook_vs_compiled-2.png"]
-    assert all(p.read_bytes().startswith(b"\x89PNG") for p in written)
+    results = sorted((root / "benchmarks" / "results").glob("cpu-flux-dev-tiny-*.json"))
+    monkeypatch.chdir(root)
+    relative = results[-1].relative_to(root)
+    written = render(NOTEBOOKS[0], tmp_path, [f"RESULTS_JSON = {str(relative)!r}"])
+    assert [p.name for p in written] == [
+        "01_hook_vs_compiled-1.png",
+        "01_hook_vs_compiled-2.png",
+        "01_hook_vs_compiled.md",
+    ]
+    assert all(p.read_bytes().startswith(b"\x89PNG") for p in written[:2])
+    assert "fp8pass cast" in written[2].read_text()

@@ -1,0 +1,117 @@
+"""Every Python snippet in the README runs as written.
+
+Snippets name things the reader already has (a UNet and its inputs, a model config): ``SETUPS``
+supplies them, tiny, keyed by a line that identifies the snippet, and ``CHECKS`` says what must
+hold afterwards (conversion happened, the output is close to the bf16 model's). The snippet's code
+itself runs verbatim, in a temporary directory; the one substitution is the device, ``"cuda"`` ->
+``"cpu"`` on a machine without a GPU. A snippet without a setup fails the test: give it one.
+"""
+
+import copy
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+import fp8pass
+from fp8pass import zoo
+
+from .helpers import BF16, sqnr
+
+README = (Path(__file__).parent.parent / "README.md").read_text()
+SNIPPETS = re.findall(r"```python\n(.*?)```", README, re.S)
+
+_UNET = dict(
+    block_out_channels=(64, 128),
+    down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+    up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+    layers_per_block=1,
+    cross_attention_dim=64,
+    attention_head_dim=8,
+    sample_size=8,
+)
+
+
+def _unet() -> dict:
+    import diffusers
+
+    unet = diffusers.UNet2DConditionModel(**_UNET).to(BF16).eval().requires_grad_(False)
+    zoo.init_weights(unet)
+    g = torch.Generator().manual_seed(1)
+    latents = torch.randn(1, 4, 8, 8, generator=g).to(BF16)
+    text = torch.randn(1, 8, 64, generator=g).to(BF16)
+    t = torch.tensor([500])
+    with torch.no_grad():
+        ref = copy.deepcopy(unet)(latents, t, encoder_hidden_states=text).sample
+    return {"unet": unet, "latents": latents, "t": t, "text": text, "_ref": ref, "_model": unet}
+
+
+def _flux() -> dict:
+    model, inputs = zoo.build("flux-dev-tiny")
+    with torch.no_grad():
+        ref = model(**inputs).sample
+    return {"transformer": model, "config": dict(zoo.MODELS["flux-dev-tiny"].config), "inputs": inputs, "_ref": ref}
+
+
+def _analyze() -> dict:
+    model, inputs = zoo.build("flux-dev-tiny")
+    return {"model": model, "example_inputs": inputs}
+
+
+def _close_to_reference(ns: dict, out: torch.Tensor, min_db: float) -> None:
+    assert torch.isfinite(out).all() and sqnr(ns["_ref"], out) > min_db
+
+
+def _check_headline(ns: dict) -> None:
+    rows = [r for r in fp8pass.fp8_backend.report() if r.converted]
+    assert rows and ns["_model"].down_blocks[0].resnets[0].conv1.weight.untyped_storage().nbytes() == 0
+    _close_to_reference(ns, ns["out"].sample, 20)
+
+
+def _check_quick_start(ns: dict) -> None:
+    assert any(r.converted for r in ns["be"].report())
+    _close_to_reference(ns, ns["out"].sample, 20)
+
+
+def _check_analyze(ns: dict) -> None:
+    assert ns["rep"].layers and 30 < ns["rep"].end_to_end_sqnr < 100
+
+
+def _check_checkpoint(ns: dict) -> None:
+    assert {p.dtype for p in ns["transformer"].parameters()} == {BF16}
+    _close_to_reference(ns, ns["out"], 40)
+
+
+# a line of the snippet -> (what the reader has, what must hold after)
+SETUPS = {
+    "unet = torch.compile(unet, backend=fp8_backend)": (_unet, _check_headline),
+    "be = FP8Backend(FP8Config(compute=": (_unet, _check_quick_start),
+    "rep = analyze(model, example_inputs, FP8Config())": (_analyze, _check_analyze),
+    'fp8pass.save_fp8(transformer, "flux-fp8.safetensors")': (_flux, _check_checkpoint),
+}
+
+
+def _setup_for(snippet: str):
+    found = [key for key in SETUPS if key in snippet]
+    assert len(found) == 1, f"README snippet without exactly one setup in tests/test_readme.py:\n{snippet}"
+    return SETUPS[found[0]]
+
+
+def test_every_snippet_has_a_setup():
+    assert len(SNIPPETS) == len(SETUPS)
+    for snippet in SNIPPETS:
+        _setup_for(snippet)
+
+
+@pytest.mark.inductor  # the snippets compile with Inductor, as a reader's would
+@pytest.mark.parametrize("index", range(len(SNIPPETS)))
+def test_snippet_runs_as_written(index, tmp_path, monkeypatch):
+    snippet = SNIPPETS[index]
+    setup, check = _setup_for(snippet)
+    if not torch.cuda.is_available():
+        snippet = snippet.replace('"cuda"', '"cpu"')
+    monkeypatch.chdir(tmp_path)
+    ns = setup()
+    exec(compile(snippet, f"README.md python snippet {index + 1}", "exec"), ns)
+    check(ns)
