@@ -43,7 +43,11 @@ MUTATIONS: dict[str, list[tuple[str, str, str]]] = {
         )
     ],
     "dropped bias": [
-        ("fp8pass/ops.py", "    if bias is not None:\n        out = out + bias", "    if False:\n        out = out + bias"),
+        (
+            "fp8pass/ops.py",
+            "    if bias is not None:\n        out = out + bias",
+            "    if False:\n        out = out + bias",
+        ),
         ("fp8pass/ops.py", "bias=None if bias is None else bias.to(x.dtype),", "bias=None,"),
     ],
     "wrong FP8 dtype stored (always e5m2)": [
@@ -53,7 +57,9 @@ MUTATIONS: dict[str, list[tuple[str, str, str]]] = {
             "q = (w / _per_channel_view(scale, w.dim())).clamp(-limit, limit).to(torch.float8_e5m2)",
         )
     ],
-    "originals not released": [("fp8pass/_compat.py", "    storage.resize_(0)\n    return True", "    return True")],
+    "originals not released": [
+        ("fp8pass/_compat.py", "    storage.resize_(0)\n    return True", "    return True")
+    ],
     "scaled_mm silently runs the cast path": [
         (
             "fp8pass/passes.py",
@@ -62,7 +68,11 @@ MUTATIONS: dict[str, list[tuple[str, str, str]]] = {
         )
     ],
     "skip rules ignored": [
-        ("fp8pass/config.py", '                return f"matches skip pattern {pattern.pattern!r}"', "                pass")
+        (
+            "fp8pass/config.py",
+            '                return f"matches skip pattern {pattern.pattern!r}"',
+            "                pass",
+        )
     ],
     "activation scale off (x2 against the one used to quantize)": [
         ("fp8pass/ops.py", "    return xq, a_scale\n", "    return xq, a_scale * 2\n")
@@ -117,7 +127,9 @@ def _run_suite(copy: Path) -> tuple[Counter, int, float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bugs", nargs="+", choices=list(MUTATIONS), help="default: all, and the unmutated code")
+    parser.add_argument(
+        "--bugs", nargs="+", choices=list(MUTATIONS), help="default: all, and the unmutated code"
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     names = args.bugs or ["(no bug)", *MUTATIONS]

@@ -12,7 +12,14 @@ from pathlib import Path
 # Third-party chatter that makes a working install look broken on the first screen (torchao's
 # optional CUDA kernels, Dynamo's notes on diffusers' code, deprecations). The command line hides
 # it unless --verbose; as a library fp8pass leaves warnings and logging alone.
-_QUIET_LOGGERS = ("torchao", "torch.utils._pytree", "diffusers", "transformers", "torch._dynamo", "torch._inductor")
+_QUIET_LOGGERS = (
+    "torchao",
+    "torch.utils._pytree",
+    "diffusers",
+    "transformers",
+    "torch._dynamo",
+    "torch._inductor",
+)
 _QUIET_MODULES = r"(torch|torchao|diffusers|transformers|peft|accelerate)(\.|$)"
 
 
@@ -44,14 +51,22 @@ def main(argv: list[str] | None = None) -> int:
         description="Every way of running one denoiser, in one process: step time (with its spread), "
         "time against compiled bf16, first call, weight memory, SQNR against bf16 eager.",
     )
-    bench.add_argument("--model", default="flux-dev-tiny", choices=models, metavar="MODEL", help=_choices(models))
+    bench.add_argument(
+        "--model", default="flux-dev-tiny", choices=models, metavar="MODEL", help=_choices(models)
+    )
     bench.add_argument("--device", default="auto", help="cpu, cuda, or auto (default: cuda when present)")
     bench.add_argument(
-        "--variants", nargs="+", choices=list(VARIANTS), metavar="VARIANT", help=_choices(list(VARIANTS), "all that suit the device")
+        "--variants",
+        nargs="+",
+        choices=list(VARIANTS),
+        metavar="VARIANT",
+        help=_choices(list(VARIANTS), "all that suit the device"),
     )
     bench.add_argument("--steps", type=int, default=5, help="timed steps per variant per round (default: 5)")
     bench.add_argument("--rounds", type=int, default=3, help="timing rounds over all variants (default: 3)")
-    bench.add_argument("--warmup", type=int, default=2, help="untimed steps after the first call (default: 2)")
+    bench.add_argument(
+        "--warmup", type=int, default=2, help="untimed steps after the first call (default: 2)"
+    )
     bench.add_argument(
         "--interleave",
         action=argparse.BooleanOptionalAction,
@@ -69,13 +84,17 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--verbose", action="store_true", help="show third-party warnings and logs")
 
     report = sub.add_parser("report", help="conversion report and per-layer FP8 fidelity of one zoo denoiser")
-    report.add_argument("--model", default="flux-dev-tiny", choices=models, metavar="MODEL", help=_choices(models))
+    report.add_argument(
+        "--model", default="flux-dev-tiny", choices=models, metavar="MODEL", help=_choices(models)
+    )
     report.add_argument("--device", default="auto", help="cpu, cuda, or auto (default)")
     report.add_argument("--granularity", default="channel", choices=["channel", "tensor"])
     report.add_argument("--dtype", default="e4m3fn", choices=["e4m3fn", "e5m2"])
     report.add_argument("--compute", default="auto", choices=["auto", "cast", "scaled_mm"])
     report.add_argument("--top", type=int, default=15, help="rows of the sensitivity table (0: all)")
-    report.add_argument("--alone", type=int, default=8, help="layers measured alone in FP8 (one forward each)")
+    report.add_argument(
+        "--alone", type=int, default=8, help="layers measured alone in FP8 (one forward each)"
+    )
     report.add_argument("--verbose", action="store_true", help="show third-party warnings and logs")
 
     layers = sub.add_parser("layers", help="bf16 vs FP8 cast vs FP8 scaled_mm at a zoo model's layer shapes")
@@ -83,7 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     layers.add_argument("--device", default="auto", help="cpu, cuda, or auto (default)")
     layers.add_argument("--mode", default=None, help="torch.compile mode (default: max-autotune on CUDA)")
     layers.add_argument("--max-m", type=int, help="only shapes with at most this many rows")
-    layers.add_argument("--steps", type=int, default=20, help="timed calls per shape and variant (default: 20)")
+    layers.add_argument(
+        "--steps", type=int, default=20, help="timed calls per shape and variant (default: 20)"
+    )
     layers.add_argument("--json", type=Path, help="also write the results here")
     layers.add_argument("--verbose", action="store_true", help="show third-party warnings and logs")
 

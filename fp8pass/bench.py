@@ -168,7 +168,9 @@ VARIANTS: dict[str, Variant] = {
     "fp8pass cast max-autotune fused": Variant(
         _fp8pass("cast", mode="max-autotune", fuse=True), gpu_only_by_default=True
     ),
-    "fp8pass scaled_mm per-row fused": Variant(_fp8pass("scaled_mm", "channel", fuse=True), gpu_only_by_default=True),
+    "fp8pass scaled_mm per-row fused": Variant(
+        _fp8pass("scaled_mm", "channel", fuse=True), gpu_only_by_default=True
+    ),
     "torchao fp8 weight-only compiled": Variant(_torchao("weight_only")),
     "torchao fp8 dynamic per-row compiled": Variant(_torchao("dynamic"), unsupported=_needs_sm89),
 }
@@ -213,7 +215,12 @@ def run_benchmark(
         raise ValueError(f"unknown variants {unknown}; choose from {list(VARIANTS)}")
     if interleave is None:
         interleave = _fits_together(model_name, dev, len(names))
-    env = {**environment(model_name, dev), "rounds": rounds, "steps_per_round": steps, "interleaved": interleave}
+    env = {
+        **environment(model_name, dev),
+        "rounds": rounds,
+        "steps_per_round": steps,
+        "interleaved": interleave,
+    }
     inputs = zoo.build_inputs(model_name, dev)
     _warm_up_compiler(dev)
     torch._dynamo.reset()
@@ -510,7 +517,11 @@ def format_results(env: dict[str, Any], results: list[Result], tablefmt: str = "
     table = tabulate(rows, headers=list(COLUMNS), tablefmt=tablefmt)
     timing = (
         f"{env.get('rounds', '?')} rounds x {env.get('steps_per_round', '?')} timed steps per variant, "
-        + ("variants interleaved within each round" if env.get("interleaved") else "each variant timed on its own")
+        + (
+            "variants interleaved within each round"
+            if env.get("interleaved")
+            else "each variant timed on its own"
+        )
     )
     footer = "\n".join(f"  {name}: {meaning}" for name, meaning in COLUMNS.items())
     return f"{table}\n{timing}. Columns:\n{footer}"

@@ -367,21 +367,21 @@ def init_weights(model: torch.nn.Module, seed: int = 0) -> None:
         if p.is_meta:  # a skeleton: no values to set
             continue
         g = generators.setdefault(p.device, torch.Generator(device=p.device).manual_seed(seed))
-
-        def randn(shape: tuple[int, ...]) -> torch.Tensor:
-            return torch.randn(shape, generator=g, device=p.device, dtype=torch.float32)
-
         if name.endswith("bias"):
-            value = randn(p.shape) * BIAS_STD
+            value = _randn32(p.shape, g) * BIAS_STD
         elif p.dim() == 1:
-            value = 1 + randn(p.shape) * NORM_GAIN_STD
+            value = 1 + _randn32(p.shape, g) * NORM_GAIN_STD
         elif p.dim() >= 2 and not isinstance(_owner(model, name), torch.nn.Embedding):
             std = LINEAR_STD if p.dim() == 2 else 1 / math.sqrt(p[0].numel())
-            rows = torch.exp(randn((p.shape[0],)) * ROW_LOG_STD).view(-1, *[1] * (p.dim() - 1))
-            value = randn(p.shape) * std * rows
+            rows = torch.exp(_randn32((p.shape[0],), g) * ROW_LOG_STD).view(-1, *[1] * (p.dim() - 1))
+            value = _randn32(p.shape, g) * std * rows
         else:
-            value = randn(p.shape) * LINEAR_STD
+            value = _randn32(p.shape, g) * LINEAR_STD
         p.copy_(value)
+
+
+def _randn32(shape: tuple[int, ...], g: torch.Generator) -> torch.Tensor:
+    return torch.randn(shape, generator=g, device=g.device, dtype=torch.float32)
 
 
 def _owner(model: torch.nn.Module, param_name: str) -> torch.nn.Module:

@@ -27,7 +27,9 @@ def render(notebook: Path, out: Path, overrides: list[str], timeout: int = 1200)
     if overrides:
         first_code = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code")
         nb.cells.insert(first_code + 1, nbformat.v4.new_code_cell("\n".join(overrides)))
-    NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": "."}}).execute()
+    NotebookClient(
+        nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": "."}}
+    ).execute()
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     text = [f"# {notebook.name}, executed\n"]

@@ -9,8 +9,15 @@ from fp8pass import bench
 
 
 def test_benchmark_rows_spread_and_unsupported_variants():
-    variants = ["bf16 eager", "bf16 compiled", "fp8 hooks (fp8pass.hooks)", "torchao fp8 dynamic per-row compiled"]
-    env, results = bench.run_benchmark("flux-dev-tiny", "cpu", variants, steps=2, warmup=1, rounds=2, progress=False)
+    variants = [
+        "bf16 eager",
+        "bf16 compiled",
+        "fp8 hooks (fp8pass.hooks)",
+        "torchao fp8 dynamic per-row compiled",
+    ]
+    env, results = bench.run_benchmark(
+        "flux-dev-tiny", "cpu", variants, steps=2, warmup=1, rounds=2, progress=False
+    )
     assert env["device"] == "cpu" and env["torch"] == torch.__version__ and env["interleaved"]
     eager, compiled, hooks, dynamic = results
     assert eager.ok and compiled.ok and hooks.ok
@@ -38,7 +45,10 @@ def test_unknown_variant_and_model():
 
 
 def test_command_line_errors_are_one_line_with_the_valid_names():
-    for args, valid in ((["--model", "sd99"], "flux-dev-tiny"), (["--variants", "bf16 fast"], "fp8pass cast")):
+    for args, valid in (
+        (["--model", "sd99"], "flux-dev-tiny"),
+        (["--variants", "bf16 fast"], "fp8pass cast"),
+    ):
         run = subprocess.run(
             [sys.executable, "-m", "fp8pass", "bench", *args], capture_output=True, text=True
         )

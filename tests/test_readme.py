@@ -51,7 +51,12 @@ def _flux() -> dict:
     model, inputs = zoo.build("flux-dev-tiny")
     with torch.no_grad():
         ref = model(**inputs).sample
-    return {"transformer": model, "config": dict(zoo.MODELS["flux-dev-tiny"].config), "inputs": inputs, "_ref": ref}
+    return {
+        "transformer": model,
+        "config": dict(zoo.MODELS["flux-dev-tiny"].config),
+        "inputs": inputs,
+        "_ref": ref,
+    }
 
 
 def _analyze() -> dict:
