@@ -17,9 +17,10 @@ from pathlib import Path
 
 import torch
 
-from fp8pass import FP8Backend, FP8Config, zoo
+from fp8pass import FP8Backend, FP8Config
 from fp8pass.analyze import analyze
-from fp8pass.bench import held_weight_bytes, resolve_device
+from fp8pass.bench import zoo
+from fp8pass.bench.variants import held_weight_bytes, resolve_device
 from fp8pass.metrics import sqnr
 
 

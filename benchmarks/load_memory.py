@@ -33,10 +33,10 @@ from pathlib import Path
 import torch
 
 import fp8pass
-from fp8pass import FP8Config, zoo
-from fp8pass.backend import _STORE, _FP8Weight
-from fp8pass.bench import resolve_device
-from fp8pass.passes import plan_modules
+from fp8pass import FP8Config, store
+from fp8pass.bench import zoo
+from fp8pass.bench.variants import resolve_device
+from fp8pass.plan import plan_modules
 from fp8pass.quantize import quantize_weight
 
 
@@ -44,28 +44,31 @@ def write_checkpoint(name: str, path: Path, config: FP8Config) -> dict[str, int]
     """Random weights, FP8 where ``config`` converts; returns the byte counts the bound needs."""
     model = zoo.build_model(name, "meta")
     converted = {
-        id(la.module.weight) for la in plan_modules(model, config, check_values=False) if la.converted
+        id(la.weight.tensor) for la in plan_modules(model, config, check_values=False) if la.converted
     }
     g = torch.Generator().manual_seed(0)
     sizes = {"fp8_bytes": 0, "kept_bytes": 0, "largest_converted_bf16_bytes": 0, "converted_bf16_bytes": 0}
     made: dict[int, torch.Tensor] = {}  # a tied weight is made once and assigned to every owner
+    fp8: list[tuple[torch.nn.Parameter, torch.Tensor, torch.Tensor]] = []
     for module in model.modules():
         for attr, t in list(module._parameters.items()) + list(module._buffers.items()):
             if t is None:
                 continue
             if id(t) not in made:
-                made[id(t)] = _make(t, id(t) in converted, config, g, sizes)
+                made[id(t)] = _make(t, id(t) in converted, config, g, sizes, fp8)
             value = made[id(t)]
             if attr in module._parameters:
                 module._parameters[attr] = value
             else:
                 module._buffers[attr] = value.detach()
+    for param, q, scale in fp8:  # the model is complete: its hollow weights' FP8 copies go to the store
+        store.adopt(model, param, config, q, scale)
     fp8pass.save_fp8(model, path, config)
     return sizes
 
 
 def _make(
-    t: torch.Tensor, convert: bool, config: FP8Config, g: torch.Generator, sizes: dict[str, int]
+    t: torch.Tensor, convert: bool, config: FP8Config, g: torch.Generator, sizes: dict[str, int], fp8: list
 ) -> torch.nn.Parameter:
     if not t.is_floating_point():
         value = torch.zeros(t.shape, dtype=t.dtype)
@@ -78,7 +81,7 @@ def _make(
     q, scale = quantize_weight(value, config.dtype, config.granularity)
     param = torch.nn.Parameter(torch.empty(t.shape, dtype=t.dtype), requires_grad=False)
     fp8pass._compat.release_storage(param)
-    _STORE.adopt(param, config, _FP8Weight(q, scale, released=True))
+    fp8.append((param, q, scale))
     sizes["fp8_bytes"] += q.numel() * q.element_size() + scale.numel() * scale.element_size()
     sizes["converted_bf16_bytes"] += nbytes
     sizes["largest_converted_bf16_bytes"] = max(sizes["largest_converted_bf16_bytes"], nbytes)
@@ -140,7 +143,7 @@ def measure_load(name: str, path: Path, device: torch.device) -> dict[str, float
 def _read_every_weight(model: torch.nn.Module) -> None:
     """Read every byte of every weight the model now holds (FP8 copies included), allocating nothing."""
     for t in [*model.parameters(), *model.buffers()]:
-        for held in [e.q for e in _STORE.entries(t)] or ([] if fp8pass._compat.is_released(t) else [t]):
+        for held in [e.q for e in store.entries(t)] or ([] if fp8pass._compat.is_released(t) else [t]):
             if held.numel():
                 held.detach().view(-1).view(torch.uint8).max()
 

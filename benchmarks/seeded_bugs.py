@@ -48,7 +48,7 @@ MUTATIONS: dict[str, list[tuple[str, str, str]]] = {
             "    if bias is not None:\n        out = out + bias",
             "    if False:\n        out = out + bias",
         ),
-        ("fp8pass/ops.py", "bias=None if bias is None else bias.to(x.dtype),", "bias=None,"),
+        ("fp8pass/ops.py", "        None if bias is None else bias.to(x.dtype),\n", "        None,\n"),
     ],
     "wrong FP8 dtype stored (always e5m2)": [
         (
@@ -62,9 +62,9 @@ MUTATIONS: dict[str, list[tuple[str, str, str]]] = {
     ],
     "scaled_mm silently runs the cast path": [
         (
-            "fp8pass/passes.py",
-            '"linear": torch.ops.fp8pass.scaled_linear.default,',
-            '"linear": torch.ops.fp8pass.linear.default,',
+            "fp8pass/kinds.py",
+            '{"linear": _fp8.scaled_linear.default,',
+            '{"linear": _fp8.linear.default,',
         )
     ],
     "skip rules ignored": [

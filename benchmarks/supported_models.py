@@ -19,10 +19,11 @@ from pathlib import Path
 import torch
 from tabulate import tabulate
 
-from fp8pass import FP8Backend, FP8Config, zoo
+from fp8pass import FP8Backend, FP8Config
 from fp8pass.analyze import weight_bytes
+from fp8pass.bench import zoo
 from fp8pass.metrics import psnr, sqnr, ssim
-from fp8pass.passes import plan_modules
+from fp8pass.plan import plan_modules
 
 FULL = ["sd15", "sdxl", "flux-dev", "sd35-medium", "wan21-1.3b"]
 

@@ -9,10 +9,11 @@ touch CUDA. The backend name ``"fp8pass"`` reaches ``torch.compile`` through the
 """
 
 from . import _compat
-from .backend import FP8Backend, fp8_backend, restore
+from .backend import FP8Backend, fp8_backend
 from .checkpoint import load_fp8, save_fp8
 from .config import DEFAULT_SKIP, FP8Config
 from .report import LayerReport, format_report
+from .store import restore
 
 __all__ = [
     # the backend

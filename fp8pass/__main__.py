@@ -33,13 +33,13 @@ def _quiet_third_parties() -> None:
 
 
 def _models() -> list[str]:
-    from .zoo import MODELS
+    from .bench.zoo import MODELS
 
     return list(MODELS)
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .bench import VARIANTS
+    from .bench.variants import VARIANTS
 
     models = _models()
     parser = argparse.ArgumentParser(prog="python -m fp8pass")
@@ -120,7 +120,7 @@ def _choices(names: list[str], default: str = "") -> str:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from . import bench as b
+    from .bench import variants as b
 
     device = b.resolve_device(args.device)
     print(b.format_environment(b.environment(args.model, device)), flush=True)
@@ -150,8 +150,8 @@ def _layers(args: argparse.Namespace) -> int:
 
     import torch
 
-    from .bench import resolve_device
-    from .layerbench import format_layer_results, run_layer_benchmark
+    from .bench.layers import format_layer_results, run_layer_benchmark
+    from .bench.variants import resolve_device
 
     device = resolve_device(args.device)
     mode = args.mode or ("max-autotune" if device.type == "cuda" else None)
@@ -168,10 +168,10 @@ def _layers(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     import torch
 
-    from . import zoo
     from .analyze import analyze
     from .backend import FP8Backend
-    from .bench import resolve_device
+    from .bench import zoo
+    from .bench.variants import resolve_device
     from .config import FP8Config
     from .metrics import sqnr
 

@@ -6,6 +6,7 @@ this is the file to read first.
 
 from __future__ import annotations
 
+import copy
 import functools
 import re
 import sys
@@ -18,6 +19,11 @@ import torch.fx as fx
 _ROOT = re.compile(r"""^[LG]\[['"][^'"]*['"]\]\.?""")
 _TOKEN = re.compile(r"""\.(\w+)|\[['"]?([^'"\]]+)['"]?\]""")
 _CONTAINERS = {"_modules", "_parameters", "_buffers", "__dict__"}
+
+#: What Dynamo records in its graph for ``F.linear`` / ``nn.Linear``: the private C binding.
+#: Checked on torch 2.13.0 and 2.11.0 (CPU).
+LINEAR_CALLS = frozenset({torch._C._nn.linear})
+_MISSING = object()
 
 
 def register_backend_name(name: str, backend: Callable[..., Any]) -> None:
@@ -55,11 +61,12 @@ def graph_parameters(
 
 
 def lifted_parameter_attrs(gm: fx.GraphModule) -> list[str]:
-    """get_attr targets that are parameters: what Dynamo emits when it does not lift them to inputs."""
+    """get_attr targets that are parameters: what Dynamo emits when it does not lift them to inputs
+    (``inline_inbuilt_nn_modules=False``). Checked on torch 2.13.0 and 2.11.0 (CPU)."""
     return [
         n.target
         for n in gm.graph.nodes
-        if n.op == "get_attr" and isinstance(_getattr_path(gm, n.target), torch.nn.Parameter)
+        if n.op == "get_attr" and isinstance(_getattr_path(gm, n.target, None), torch.nn.Parameter)
     ]
 
 
@@ -87,7 +94,8 @@ def autocast_regions(graph: fx.Graph) -> dict[fx.Node, dict[str, torch.dtype | N
 
 
 def source_path(source: Any) -> str:
-    """``L['self']._modules['blocks']._modules['0']._parameters['weight']`` -> ``blocks.0.weight``."""
+    """``L['self']._modules['blocks']._modules['0']._parameters['weight']`` -> ``blocks.0.weight``:
+    reads the private ``Source.name`` of Dynamo's sources. Checked on torch 2.13.0 and 2.11.0 (CPU)."""
     return _dotted(source.name)
 
 
@@ -166,6 +174,74 @@ def outermost_module(module: torch.nn.Module) -> torch.nn.Module:
     return best
 
 
+def copy_graph_module(gm: fx.GraphModule) -> tuple[fx.GraphModule, dict[fx.Node, fx.Node]]:
+    """A fresh GraphModule with a copy of ``gm``'s graph (and the map old node -> new node).
+
+    The copy lives on a plain root module that owns copies of the attributes the graph reads,
+    each as the kind it was (buffer, parameter, plain attribute): AOT autograd ties every attribute
+    of Dynamo's own GraphModule to a Dynamo source and refuses new ones ("not found in
+    param_name_to_source"), and a fresh root avoids that. The graph's ``_codegen`` (Dynamo's
+    pytree in/out handling) is private; copied as it is. Checked on torch 2.13.0 and 2.11.0 (CPU).
+    """
+    root = torch.nn.Module()
+    graph = fx.Graph()
+    env: dict[fx.Node, fx.Node] = {}
+    graph.output(graph.graph_copy(gm.graph, env))
+    graph._codegen = copy.deepcopy(gm.graph._codegen)
+    buffers = dict(gm.named_buffers())
+    for node in gm.graph.nodes:
+        if node.op == "get_attr":
+            _set_attr_path(root, node.target, _getattr_path(gm, node.target), node.target in buffers)
+    return fx.GraphModule(root, graph, class_name="FP8GraphModule"), env
+
+
+def _getattr_path(obj: Any, target: str, default: Any = _MISSING) -> Any:
+    """``obj.a.b.c`` for ``target="a.b.c"`` (``default`` where a part is missing, if given)."""
+    for part in target.split("."):
+        obj = getattr(obj, part) if default is _MISSING else getattr(obj, part, default)
+    return obj
+
+
+def _set_attr_path(root: torch.nn.Module, target: str, value: Any, as_buffer: bool) -> None:
+    *path, last = target.split(".")
+    for part in path:
+        if not hasattr(root, part):
+            root.add_module(part, torch.nn.Module())
+        root = getattr(root, part)
+    if as_buffer:
+        root.register_buffer(last, value)
+    else:  # parameters stay parameters, plain tensor attributes stay plain attributes
+        setattr(root, last, value)
+
+
+def fake_mode(gm: fx.GraphModule) -> Any:
+    """The fake-tensor mode of the values Dynamo recorded in ``gm`` (``meta["example_value"]``), so
+    that values added next to them live in the same mode. Dynamo hands the backend a fresh fake mode
+    in its tracing context, not that one; outside a compile there may be none (then a new mode).
+    Checked on torch 2.13.0 and 2.11.0 (CPU)."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    for node in gm.graph.nodes:
+        mode = getattr(node.meta.get("example_value"), "fake_mode", None)
+        if mode is not None:
+            return mode
+    return FakeTensorMode(allow_non_fake_inputs=True)
+
+
+def fake_empty(mode: Any, shape: Sequence[int], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A fake tensor of this shape, dtype and device, in ``mode`` (a private ``FakeTensorMode``).
+    Checked on torch 2.13.0 and 2.11.0 (CPU)."""
+    with mode:
+        return torch.empty(tuple(shape), dtype=dtype, device=device)
+
+
+def fake_eval(mode: Any, fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` on fake tensors, in ``mode``: an added node's ``meta["val"]``. Checked on torch
+    2.13.0 and 2.11.0 (CPU)."""
+    with mode:
+        return fn(*args)
+
+
 def carry_dynamo_metadata(
     old: fx.GraphModule, new: fx.GraphModule, env: dict[fx.Node, fx.Node], added: list[fx.Node]
 ) -> None:
@@ -214,19 +290,76 @@ def release_storage(t: torch.Tensor) -> bool:
 
 
 def is_released(t: torch.Tensor) -> bool:
+    """Whether :func:`release_storage` freed ``t``. Checked on torch 2.13.0 and 2.11.0 (CPU)."""
     return t.numel() > 0 and t.untyped_storage().nbytes() == 0
 
 
 def restore_storage(t: torch.Tensor, value: torch.Tensor) -> None:
+    """Give a released ``t`` memory again, holding ``value``. Checked on torch 2.13.0 and 2.11.0 (CPU)."""
     t.untyped_storage().resize_(t.numel() * t.element_size())
     with torch.no_grad():
         t.copy_(value)
 
 
+# -- eager-use guards (fp8pass.guards) -----------------------------------------------------------------
+
+_TENSOR_DATA = torch.Tensor.data  # the C-level descriptor behind ``tensor.data``
+
+
+def tensor_data(t: torch.Tensor) -> torch.Tensor:
+    """``t.data`` through torch's own descriptor, for a subclass whose ``data`` property wraps it.
+    ``Tensor.data`` is a getset descriptor of the C class; checked on torch 2.13.0 and 2.11.0 (CPU)."""
+    return _TENSOR_DATA.__get__(t)
+
+
+def set_tensor_data(t: torch.Tensor, value: torch.Tensor) -> None:
+    """``t.data = value`` through torch's own descriptor. Checked on torch 2.13.0 and 2.11.0 (CPU)."""
+    _TENSOR_DATA.__set__(t, value)
+
+
+def shadow_apply(module: torch.nn.Module, fn: Callable[..., Any]) -> None:
+    """Route ``module.to()`` / ``.cuda()`` / ``.float()`` / ``.half()`` (all of which go through the
+    private ``Module._apply``, which has no hook) to ``fn``, on this instance only. Checked on torch
+    2.13.0 and 2.11.0 (CPU)."""
+    module._apply = fn
+
+
+def unshadow_apply(module: torch.nn.Module) -> None:
+    """Undo :func:`shadow_apply`. Checked on torch 2.13.0 and 2.11.0 (CPU)."""
+    module.__dict__.pop("_apply", None)
+
+
+def class_apply(module: torch.nn.Module, fn: Callable[..., Any], recurse: bool) -> Any:
+    """What ``module._apply(fn, recurse)`` does without the instance's shadow. Checked on torch
+    2.13.0 and 2.11.0 (CPU)."""
+    return type(module)._apply(module, fn, recurse)
+
+
+def offloading_hooks(module: torch.nn.Module) -> list[str]:
+    """Names of hooks on ``module`` that move its weights between devices, found by the private
+    attributes the libraries set, neither imported: diffusers' hook registry ``_diffusers_hook``
+    (``.hooks``, names containing "offload": group offloading), accelerate's ``_hf_hook``
+    (``CpuOffload``, an offloading ``AlignDevicesHook``, or a ``SequentialHook`` holding one).
+    Checked on diffusers 0.42.1 and accelerate 1.15.0."""
+    registry = getattr(module, "_diffusers_hook", None)
+    found = [str(h) for h in (getattr(registry, "hooks", None) or {}) if "offload" in str(h)]
+    hook = getattr(module, "_hf_hook", None)
+    if _accelerate_moves_weights(hook):
+        found.append(f"accelerate {type(hook).__name__}")
+    return found
+
+
+def _accelerate_moves_weights(hook: Any) -> bool:
+    kind = type(hook).__name__
+    if kind == "SequentialHook":
+        return any(_accelerate_moves_weights(h) for h in hook.hooks)
+    return kind == "CpuOffload" or (kind == "AlignDevicesHook" and bool(getattr(hook, "offload", False)))
+
+
 def rowwise_scaled_mm_supported(device: torch.device) -> bool:
     """Whether ``torch._scaled_mm`` takes per-row / per-column scales on ``device``: tried once
-    per device on a 16x16 problem. torch 2.11's CPU kernel takes per-tensor scales only (checked:
-    2.11.0+cu130 on CPU refuses, 2.13.0+cpu accepts); on CUDA it needs compute capability 8.9+."""
+    per device on a 16x16 problem. torch 2.11's CPU kernel takes per-tensor scales only; on CUDA it
+    needs compute capability 8.9+. Checked on torch 2.13.0 (CPU: accepts) and 2.11.0 (CPU: refuses)."""
     device = torch.device(device)
     return _rowwise_probe(device.type, device.index)
 
@@ -247,6 +380,25 @@ def _rowwise_probe(device_type: str, index: int | None) -> bool:
     except (RuntimeError, NotImplementedError):
         return False
     return True
+
+
+def scaled_mm(
+    a: torch.Tensor,
+    b: torch.Tensor,
+    scale_a: torch.Tensor,
+    scale_b: torch.Tensor,
+    out_dtype: torch.dtype,
+    bias: torch.Tensor | None,
+) -> torch.Tensor:
+    """``(a * scale_a) @ (b * scale_b) + bias`` in ``out_dtype``, ``a`` row-major and ``b``
+    column-major FP8, scales per tensor (0-d) or per row of ``a`` / column of ``b``.
+
+    ``torch._scaled_mm`` is private. The public ``torch.nn.functional.scaled_mm`` exists in 2.11
+    and 2.13, but calls ``aten._scaled_mm_v2``, which 2.11's Inductor has no lowering for (2.13's
+    has): Inductor's FP8 matmul templates would be out of reach on 2.11. Inductor lowers
+    ``aten._scaled_mm`` in both. Checked on torch 2.13.0 and 2.11.0 (CPU).
+    """
+    return torch._scaled_mm(a, b, scale_a=scale_a, scale_b=scale_b, bias=bias, out_dtype=out_dtype)
 
 
 def inductor_compiler(
@@ -271,14 +423,9 @@ def inductor_compiler(
 
 
 def aot_eager_compiler(decompositions: dict[Any, Callable[..., Any]]) -> Callable[..., Any]:
-    """AOT autograd with a no-op compiler: the graph Inductor would get, run eagerly."""
+    """AOT autograd with a no-op compiler: the graph Inductor would get, run eagerly. Uses
+    ``torch._dynamo.backends``' ``aot_autograd`` / ``boxed_nop``; checked on torch 2.13.0 and 2.11.0 (CPU)."""
     from torch._dynamo.backends.common import aot_autograd
     from torch._dynamo.backends.debugging import boxed_nop
 
     return aot_autograd(fw_compiler=boxed_nop, decompositions=decompositions)
-
-
-def _getattr_path(mod: Any, target: str) -> Any:
-    for part in target.split("."):
-        mod = getattr(mod, part, None)
-    return mod

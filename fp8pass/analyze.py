@@ -1,7 +1,7 @@
 """Fidelity report: how much each converted layer, and the whole model, lose to FP8.
 
 Runs eagerly, in the model's own dtype, with the same layers and the same FP8 weights as the
-compiled path (:func:`fp8pass.passes.plan_modules`, :func:`fp8pass.quantize.quantize_weight`), and
+compiled path (:func:`fp8pass.plan.plan_modules`, :func:`fp8pass.quantize.quantize_weight`), and
 leaves the model's weights as they were.
 
     >>> rep = analyze(model, inputs, FP8Config())     # doctest: +SKIP
@@ -20,8 +20,8 @@ import torch
 
 from .config import FP8Config
 from .metrics import sqnr
-from .passes import ModuleLayer, plan_modules
-from .quantize import dequantize_weight, quantize_weight
+from .plan import Layer, plan_modules
+from .quantize import dequantize_weight, quantize_weight, stored_bytes
 
 __all__ = ["FidelityReport", "LayerFidelity", "analyze", "weight_bytes"]
 
@@ -146,7 +146,7 @@ def _output(model: torch.nn.Module, inputs: Any) -> torch.Tensor:
     return next(v for v in vars(out).values() if isinstance(v, torch.Tensor))
 
 
-def _dequantized(layer: ModuleLayer, fp8: dict) -> torch.Tensor:
+def _dequantized(layer: Layer, fp8: dict) -> torch.Tensor:
     q, scale = fp8[id(layer.module.weight)]
     return dequantize_weight(q, scale, layer.module.weight.dtype)
 
@@ -162,10 +162,10 @@ def _swapped(weight: torch.nn.Parameter, value: torch.Tensor) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _layer_output_probes(layers: list[ModuleLayer], fp8: dict, outputs: dict[str, float]) -> Iterator[None]:
+def _layer_output_probes(layers: list[Layer], fp8: dict, outputs: dict[str, float]) -> Iterator[None]:
     """During a reference forward, rerun each converted layer on its input with its FP8 weight."""
 
-    def probe(layer: ModuleLayer):
+    def probe(layer: Layer):
         def hook(module: torch.nn.Module, args: tuple, kwargs: dict, out: torch.Tensor) -> None:
             with _swapped(module.weight, _dequantized(layer, fp8)):
                 outputs[layer.name] = sqnr(out, module.forward(*args, **kwargs))
@@ -181,11 +181,11 @@ def _layer_output_probes(layers: list[ModuleLayer], fp8: dict, outputs: dict[str
 
 
 @contextlib.contextmanager
-def _fp8_weights(layers: list[ModuleLayer], fp8: dict) -> Iterator[None]:
+def _fp8_weights(layers: list[Layer], fp8: dict) -> Iterator[None]:
     """Forwards in which ``layers`` use their dequantized FP8 weights, one layer's copy at a time."""
     stacks: dict[int, list[torch.Tensor]] = {}
 
-    def pre(layer: ModuleLayer):
+    def pre(layer: Layer):
         def hook(module: torch.nn.Module, args: tuple) -> None:
             stacks.setdefault(id(module), []).append(module.weight.data)
             module.weight.data = _dequantized(layer, fp8)
@@ -220,8 +220,7 @@ def weight_bytes(model: torch.nn.Module, config: FP8Config | None = None) -> dic
         seen.add(id(w))
         size = w.numel() * w.element_size()
         before += size
-        scales = w.shape[0] if config.granularity == "channel" else 1
-        after += w.numel() * torch.finfo(config.dtype).bits // 8 + 4 * scales if layer.converted else size
+        after += stored_bytes(w.shape, config.dtype, config.granularity) if layer.converted else size
     params = {id(p): p for p in model.parameters()}.values()
     total = sum(p.numel() * p.element_size() for p in params)
     return {

@@ -20,11 +20,9 @@ from typing import Any
 
 import torch
 
-from . import _compat
-from .backend import _STORE, _FP8Weight, _index_model
+from . import _compat, store
 from .config import FP8Config
-from .guards import guard_eager_use
-from .passes import plan_modules
+from .plan import plan_modules
 from .quantize import quantize_weight
 
 __all__ = ["load_fp8", "save_fp8"]
@@ -42,7 +40,7 @@ def save_fp8(model: torch.nn.Module, path: str | Path, config: FP8Config | None 
 
     config = config or FP8Config()
     plan = plan_modules(model, config, check_values=False)
-    converted = {id(la.module.weight) for la in plan if la.converted}
+    converted = {id(la.weight.tensor) for la in plan if la.converted}
     tensors: dict[str, torch.Tensor] = {}
     dtypes: dict[str, str] = {}  # a converted weight's own dtype: the one it loads back as
     aliases: dict[str, str] = {}
@@ -58,7 +56,7 @@ def save_fp8(model: torch.nn.Module, path: str | Path, config: FP8Config | None 
         if id(t) in converted:
             q, scale = _fp8_copy(t, config, name)
             # a fused group's copies are views of one buffer: safetensors stores each on its own
-            q, scale = (t.clone() if t._is_view() else t for t in (q.cpu(), scale.cpu()))
+            q, scale = (t if _owns_storage(t) else t.clone() for t in (q.cpu(), scale.cpu()))
             tensors[f"{name}.fp8"], tensors[f"{name}.fp8_scale"] = q, scale
             dtypes[name] = str(t.dtype).removeprefix("torch.")
         elif _compat.is_released(t):
@@ -70,7 +68,7 @@ def save_fp8(model: torch.nn.Module, path: str | Path, config: FP8Config | None 
             tensors[name] = t.detach().cpu().contiguous()
     metadata = {
         "format": _FORMAT,
-        "config": json.dumps(_config_dict(config)),
+        "config": json.dumps(config.to_dict()),
         "aliases": json.dumps(aliases),
         "dtypes": json.dumps(dtypes),
     }
@@ -94,7 +92,7 @@ def load_fp8(model: torch.nn.Module, path: str | Path, device: str | torch.devic
         metadata = f.metadata() or {}
         if metadata.get("format") != _FORMAT:
             raise ValueError(f"load_fp8: {path} is not an fp8pass checkpoint (written by fp8pass.save_fp8)")
-        config = _config_from_dict(json.loads(metadata["config"]))
+        config = FP8Config.from_dict(json.loads(metadata["config"]))
         aliases = json.loads(metadata["aliases"])
         keys = set(f.keys())
         dtypes = _saved_dtypes(metadata, f, keys)
@@ -111,31 +109,24 @@ def load_fp8(model: torch.nn.Module, path: str | Path, device: str | torch.devic
                 f"load_fp8: {path} holds {len(unexpected)} tensors the model lacks, first '{unexpected[0]}'"
             )
         loaded: dict[str, torch.Tensor] = {}
+        fp8: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         for name in sorted(stored - set(aliases)):
             if f"{name}.fp8" in keys:
-                loaded[name] = _hollow_parameter(
-                    _get(model, name).shape,
-                    dtypes[name],
-                    f.get_tensor(f"{name}.fp8"),
-                    f.get_tensor(f"{name}.fp8_scale"),
-                    config,
-                    device,
-                )
+                loaded[name] = _hollow_parameter(_tensor(model, name).shape, dtypes[name], device)
+                fp8[name] = (f.get_tensor(f"{name}.fp8"), f.get_tensor(f"{name}.fp8_scale"))
             else:
                 loaded[name] = f.get_tensor(name)
     for name, alias_of in aliases.items():
         loaded[name] = loaded[alias_of]
     for name, value in loaded.items():
         _assign(model, name, value)
-    _index_model(model)
-    for value in loaded.values():
-        if _compat.is_released(value):
-            guard_eager_use(model, value)
+    for name, (q, scale) in fp8.items():
+        store.adopt(model, loaded[name], config, q, scale)
     return config
 
 
 def _fp8_copy(t: torch.Tensor, config: FP8Config, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-    entry = _STORE.lookup(t, config)
+    entry = store.lookup(t, config)
     if entry is not None:
         return entry.q, entry.scale
     if _compat.is_released(t):
@@ -159,47 +150,28 @@ def _saved_dtypes(metadata: dict, f: Any, keys: set[str]) -> dict[str, torch.dty
     return defaultdict(lambda: dtype)
 
 
-def _hollow_parameter(
-    shape: torch.Size,
-    dtype: torch.dtype,
-    q: torch.Tensor,
-    scale: torch.Tensor,
-    config: FP8Config,
-    device: torch.device,
-) -> torch.nn.Parameter:
+def _hollow_parameter(shape: torch.Size, dtype: torch.dtype, device: torch.device) -> torch.nn.Parameter:
+    """A parameter of this shape, dtype and device that holds no memory (its FP8 copy is adopted
+    by the store); one such tensor is allocated in full, transiently, as it is made."""
     param = torch.nn.Parameter(torch.empty(shape, dtype=dtype, device=device), requires_grad=False)
     _compat.release_storage(param)
-    _STORE.adopt(param, config, _FP8Weight(q, scale, released=True))
     return param
 
 
-def _get(model: torch.nn.Module, name: str) -> torch.Tensor:
+def _owns_storage(t: torch.Tensor) -> bool:
+    return t.storage_offset() == 0 and t.untyped_storage().nbytes() == t.numel() * t.element_size()
+
+
+def _tensor(model: torch.nn.Module, name: str) -> torch.Tensor:
     module_name, _, attr = name.rpartition(".")
     return getattr(model.get_submodule(module_name), attr)
 
 
 def _assign(model: torch.nn.Module, name: str, value: torch.Tensor) -> None:
+    """Put ``value`` where ``name`` is: a parameter stays a parameter, a buffer keeps its persistence."""
     module_name, _, attr = name.rpartition(".")
     module = model.get_submodule(module_name)
-    if attr in module._parameters:
-        old = module._parameters[attr]
-        if not isinstance(value, torch.nn.Parameter):
-            value = torch.nn.Parameter(value, requires_grad=old is not None and old.requires_grad)
-        module._parameters[attr] = value
-    else:
-        module._buffers[attr] = value
-
-
-def _config_dict(config: FP8Config) -> dict:
-    return {
-        "compute": config.compute,
-        "granularity": config.granularity,
-        "dtype": str(config.dtype).removeprefix("torch."),
-        "skip": list(config.skip),
-        "min_weight_numel": config.min_weight_numel,
-        "fuse_projections": config.fuse_projections,
-    }
-
-
-def _config_from_dict(d: dict) -> FP8Config:
-    return FP8Config(**{**d, "dtype": getattr(torch, d["dtype"]), "skip": tuple(d["skip"])})
+    old = getattr(module, attr)
+    if isinstance(old, torch.nn.Parameter) and not isinstance(value, torch.nn.Parameter):
+        value = torch.nn.Parameter(value, requires_grad=old.requires_grad)
+    setattr(module, attr, value)

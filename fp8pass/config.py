@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 import torch
 
@@ -117,6 +118,36 @@ class FP8Config:
             )
         object.__setattr__(self, "skip", tuple(self.skip))
         object.__setattr__(self, "_skip_res", tuple(compiled))
+
+    @property
+    def storage_key(self) -> tuple[torch.dtype, str]:
+        """What makes two FP8 copies of one weight interchangeable: storage dtype and granularity."""
+        return (self.dtype, self.granularity)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field as JSON-able values (the dtype by name); :meth:`from_dict` reads it back.
+
+        Example:
+            >>> FP8Config.from_dict(FP8Config(granularity="tensor").to_dict()) == FP8Config(granularity="tensor")
+            True
+        """
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.init}
+        out["dtype"] = str(self.dtype).removeprefix("torch.")
+        out["skip"] = list(self.skip)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FP8Config:
+        """The config :meth:`to_dict` wrote; unknown keys are refused, missing ones take defaults."""
+        known = {f.name for f in fields(cls) if f.init}
+        if unknown := sorted(set(data) - known):
+            raise ValueError(f"FP8Config.from_dict: unknown fields {unknown}; known: {sorted(known)}")
+        values = dict(data)
+        if "dtype" in values:
+            values["dtype"] = getattr(torch, values["dtype"], values["dtype"])
+        if "skip" in values:
+            values["skip"] = tuple(values["skip"])
+        return cls(**values)
 
     def skip_reason(self, name: str) -> str:
         """The reason ``name`` is skipped by a pattern, or ``""`` if no pattern matches it."""

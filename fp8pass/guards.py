@@ -63,7 +63,7 @@ class _Watched:
     def data(self) -> torch.Tensor:
         if _compat.is_released(self):
             raise RuntimeError(_released_message(self, "read or write .data of"))
-        return _DATA.__get__(self)
+        return _compat.tensor_data(self)
 
     @data.setter
     def data(self, value: torch.Tensor) -> None:
@@ -71,7 +71,7 @@ class _Watched:
             return
         if _compat.is_released(self):
             raise RuntimeError(_released_message(self, "assign .data of"))
-        _DATA.__set__(self, value)
+        _compat.set_tensor_data(self, value)
 
     def __repr__(self) -> str:
         if not _compat.is_released(self):
@@ -90,9 +90,6 @@ class _Watched:
         if _compat.is_released(self):
             raise RuntimeError(_released_message(self, "pickle or save"))
         return super().__reduce_ex__(protocol)
-
-
-_DATA = torch.Tensor.data  # the C-level getter/setter the property above wraps
 
 
 def _released_message(param: Any, action: str) -> str:
@@ -140,10 +137,11 @@ def guard_eager_use(root: torch.nn.Module, param: torch.Tensor) -> None:
         for ancestor_name, ancestor in chain:
             if ancestor not in _GUARDED_APPLY:
                 _GUARDED_APPLY.add(ancestor)
-                # .to() / .cuda() / .float() / .half() go through Module._apply, which has no hook:
-                # shadow it on the instance (set while Dynamo compiles, before it builds its guards,
-                # so it costs no recompile).
-                ancestor._apply = functools.partial(_guarded_apply, ancestor, ancestor_name or "the model")
+                # .to() / .cuda() / .float() / .half() go through Module._apply, which has no hook
+                # (set while Dynamo compiles, before it builds its guards: no recompile)
+                _compat.shadow_apply(
+                    ancestor, functools.partial(_guarded_apply, ancestor, ancestor_name or "the model")
+                )
         if module not in _GUARDED:
             _GUARDED[module] = [
                 module.register_forward_pre_hook(functools.partial(_refuse_eager_call, label)),
@@ -159,7 +157,7 @@ def unguard(model: torch.nn.Module) -> None:
             handle.remove()
         if module in _GUARDED_APPLY:
             _GUARDED_APPLY.discard(module)
-            module.__dict__.pop("_apply", None)
+            _compat.unshadow_apply(module)
     _OWNER_INDEX.pop(model, None)
 
 
@@ -172,9 +170,8 @@ def _owners(root: torch.nn.Module) -> dict[int, list]:
         for name, module in modules.items():
             parts = name.split(".") if name else []
             chain = [(".".join(parts[:i]), modules[".".join(parts[:i])]) for i in range(len(parts) + 1)]
-            for p in module._parameters.values():
-                if p is not None:
-                    index.setdefault(id(p), []).append((name, module, chain))
+            for _, p in module.named_parameters(recurse=False, remove_duplicate=False):
+                index.setdefault(id(p), []).append((name, module, chain))
         _OWNER_INDEX[root] = index
     return index
 
@@ -193,7 +190,7 @@ def _guarded_apply(module: torch.nn.Module, target: str, fn: Any, recurse: bool 
                     "converted it to FP8; nothing was changed. Move and cast the model before compiling "
                     f"it, or compile with FP8Config(release_weights=False). {_OFFLOAD}"
                 )
-    return type(module)._apply(module, fn, recurse)
+    return _compat.class_apply(module, fn, recurse)
 
 
 def _refuse_eager_call(name: str, module: torch.nn.Module, args: Any) -> None:
@@ -229,13 +226,9 @@ def _refuse_load_state_dict(name: str, module: torch.nn.Module, *args: Any) -> N
 def refuse_offloading(root: torch.nn.Module) -> None:
     """Raise, before fp8pass releases anything, when ``root`` carries hooks that move its weights
     between devices: diffusers' group offloading, accelerate's CPU offload (``pipe.enable_model_
-    cpu_offload()``, ``enable_sequential_cpu_offload()``). Recognised by duck typing on the
-    attributes those libraries set (``_diffusers_hook``, ``_hf_hook``); neither is imported."""
+    cpu_offload()``, ``enable_sequential_cpu_offload()``); found by :func:`_compat.offloading_hooks`."""
     for name, module in root.named_modules():
-        registry = getattr(module, "_diffusers_hook", None)
-        offloading = [h for h in (getattr(registry, "hooks", None) or {}) if "offload" in str(h)]
-        if _accelerate_moves_weights(getattr(module, "_hf_hook", None)):
-            offloading.append(f"accelerate {type(module._hf_hook).__name__}")
+        offloading = _compat.offloading_hooks(module)
         if offloading:
             done = any(_compat.is_released(p) for p in root.parameters())
             raise RuntimeError(
@@ -249,10 +242,3 @@ def refuse_offloading(root: torch.nn.Module) -> None:
                     "converted or released)."
                 )
             )
-
-
-def _accelerate_moves_weights(hook: Any) -> bool:
-    kind = type(hook).__name__
-    if kind == "SequentialHook":
-        return any(_accelerate_moves_weights(h) for h in hook.hooks)
-    return kind == "CpuOffload" or (kind == "AlignDevicesHook" and bool(getattr(hook, "offload", False)))

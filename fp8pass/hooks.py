@@ -1,7 +1,7 @@
 """Eager FP8 weight storage with forward hooks: the reference fp8pass is measured against.
 
-It converts exactly the layers the compiled path converts (the same rule,
-:func:`fp8pass.passes.weight_reason`) into exactly the same FP8 bytes and scales
+It converts exactly the layers the compiled path converts (the same rules,
+:func:`fp8pass.plan.plan_modules`) into exactly the same FP8 bytes and scales
 (:func:`fp8pass.quantize.quantize_weight`), so hook vs compiled compares the mechanism alone.
 It also fixes what the hook versions in the field got wrong:
 
@@ -20,7 +20,7 @@ It also fixes what the hook versions in the field got wrong:
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -28,9 +28,9 @@ from torch.utils.weak import WeakIdKeyDictionary
 
 from . import _compat
 from .config import FP8Config
-from .passes import plan_modules
+from .plan import plan_modules
 from .quantize import dequantize_weight, quantize_weight
-from .report import LayerReport, format_report
+from .report import LayerReport, format_report, layer_rows
 
 __all__ = ["FP8Hooks", "apply_fp8_hooks"]
 
@@ -62,6 +62,10 @@ class FP8Hooks:
 
     def report_table(self, tablefmt: str = "github") -> str:
         return format_report(self._rows, tablefmt)
+
+    def stored_tensors(self) -> list[torch.Tensor]:
+        """The FP8 weights and scales the hooks hold (what the memory of this baseline counts)."""
+        return [t for s in self._stored.values() for t in (s.q, s.scale)]
 
     def remove(self) -> None:
         """Take the hooks off and give each converted parameter its (dequantized) data back."""
@@ -100,27 +104,26 @@ def apply_fp8_hooks(model: torch.nn.Module, config: FP8Config | None = None) -> 
         return _APPLIED[model]
     config = config or FP8Config()
     hooks = FP8Hooks(model, config)
-    owners: dict[int, str] = {}
-    for layer in plan_modules(model, config):
-        name, module, reason = layer.name, layer.module, layer.reason
-        w, key = module.weight, id(module.weight)
-        before = w.numel() * w.element_size()
-        if reason:
-            hooks._rows.append(_row(name, module, w, False, reason, before, before))
+    layers = plan_modules(model, config)
+    for layer in layers:
+        if not layer.converted:
             continue
+        layer.compute = "cast"  # hooks always compute in the original dtype
+        w, key = layer.weight.tensor, id(layer.weight.tensor)
         if key not in hooks._stored:
-            q, scale = quantize_weight(w, config.dtype, config.granularity)
-            hooks._stored[key] = _Stored(w, q, scale)
-            owners[key] = name
-            after = q.numel() * q.element_size() + scale.numel() * 4
-            hooks._rows.append(_row(name, module, w, True, "", before, after, config))
-        else:
-            row = _row(name, module, w, True, "", 0, 0, config)
-            hooks._rows.append(replace(row, note=f"weight bytes counted under '{owners[key]}'"))
-        hooks._handles.append(module.register_forward_pre_hook(lambda m, a, k=key: hooks._pre(k, m, a)))
+            hooks._stored[key] = _Stored(w, *quantize_weight(w, config.dtype, config.granularity))
+        hooks._handles.append(layer.module.register_forward_pre_hook(lambda m, a, k=key: hooks._pre(k, m, a)))
         hooks._handles.append(
-            module.register_forward_hook(lambda m, a, o, k=key: hooks._post(k, m, a, o), always_call=True)
+            layer.module.register_forward_hook(
+                lambda m, a, o, k=key: hooks._post(k, m, a, o), always_call=True
+            )
         )
+
+    def copy_of(layer):
+        stored = hooks._stored[id(layer.weight.tensor)]
+        return stored.q, stored.scale, True
+
+    hooks._rows = layer_rows(layers, copy_of)
     for stored in hooks._stored.values():
         if not _compat.release_storage(stored.param):
             hooks.remove()
@@ -134,21 +137,3 @@ def apply_fp8_hooks(model: torch.nn.Module, config: FP8Config | None = None) -> 
 
 def _materialize(stored: _Stored) -> None:
     _compat.restore_storage(stored.param, dequantize_weight(stored.q, stored.scale, stored.param.dtype))
-
-
-def _row(name, module, w, converted, reason, before, after, config=None) -> LayerReport:
-    kind = "linear" if isinstance(module, torch.nn.Linear) else "conv"
-    return LayerReport(
-        name=name,
-        kind=kind,
-        converted=converted,
-        reason=reason,
-        compute="cast" if converted else None,
-        bytes_before=before,
-        bytes_after=after,
-        weight=f"{name}.weight",
-        shape=tuple(w.shape),
-        dtype=str(config.dtype if converted else w.dtype).replace("torch.", ""),
-        granularity=config.granularity if converted else None,
-        released=converted,
-    )

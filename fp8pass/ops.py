@@ -13,17 +13,20 @@ that into its Triton matmul template (prologue fusion), and the scale multiply i
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from . import _compat
+from .quantize import MIN_AMAX
 
 __all__ = ["ACTIVATION_DTYPE", "DECOMPOSITIONS", "conv", "linear", "scaled_conv", "scaled_linear"]
 
 # Activations are quantized to e4m3: more mantissa than e5m2, and _scaled_mm refuses e5m2 x e5m2.
 ACTIVATION_DTYPE = torch.float8_e4m3fn
 _ACT_MAX = float(torch.finfo(ACTIVATION_DTYPE).max)
-_MIN_AMAX = 1e-12
 _CONV_FNS = {3: F.conv1d, 4: F.conv2d, 5: F.conv3d}
 
 
@@ -59,41 +62,50 @@ def _quantize_activation(x2d: Tensor, rowwise: bool) -> tuple[Tensor, Tensor]:
     # Plain ops on purpose: Inductor fuses them with whatever produced x.
     xf = x2d.float()
     amax = xf.abs().amax(dim=-1, keepdim=True) if rowwise else xf.abs().amax()
-    a_scale = amax.clamp(min=_MIN_AMAX) / _ACT_MAX
+    a_scale = amax.clamp(min=MIN_AMAX) / _ACT_MAX
     xq = (xf / a_scale).clamp(-_ACT_MAX, _ACT_MAX).to(ACTIVATION_DTYPE)
     return xq, a_scale
 
 
 def scaled_linear_math(x: Tensor, weight: Tensor, scale: Tensor, bias: Tensor | None) -> Tensor:
-    from torchao.float8.inference import addmm_float8_unwrapped_inference
-
     rowwise = scale.dim() == 1
     n, k = weight.shape
     if x.numel() == 0:  # an empty batch: nothing to scale (Dynamo specializes size 0)
         return x.new_empty(*x.shape[:-1], n)
     xq, a_scale = _quantize_activation(x.reshape(-1, k), rowwise)
-    # weight is stored (N, K) row-major, so weight.t() is the column-major (K, N) operand
-    # _scaled_mm wants: a view, no per-call copy.
-    y = addmm_float8_unwrapped_inference(
+    # weight is stored (N, K) row-major, so weight.t() is the column-major (K, N) operand the FP8
+    # matmul wants: a view, no per-call copy.
+    y = _compat.scaled_mm(
         xq,
-        a_scale,
         weight.t(),
+        a_scale,
         scale.view(1, n) if rowwise else scale,
-        output_dtype=x.dtype,
-        bias=None if bias is None else bias.to(x.dtype),
+        x.dtype,
+        None if bias is None else bias.to(x.dtype),
     )
     return y.reshape(*x.shape[:-1], n)
 
 
-def scaled_conv_math(x: Tensor, weight: Tensor, scale: Tensor, bias: Tensor | None) -> Tensor:
-    """A 1x1 convolution (stride 1, no padding, one group) as an FP8 matmul over channels."""
+def scaled_conv_math(
+    x: Tensor,
+    weight: Tensor,
+    scale: Tensor,
+    bias: Tensor | None,
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    groups: int,
+) -> Tensor:
+    """A 1x1 convolution (stride 1, no padding, one group: the planner sends no other here) as an
+    FP8 matmul over channels. Takes the convolution's arguments so that every conv op has one
+    signature."""
     spatial = weight.dim() - 2
     channel_dim = -(spatial + 1)
     y = scaled_linear_math(x.movedim(channel_dim, -1), weight.flatten(1), scale, bias)
     return y.movedim(-1, channel_dim)
 
 
-def _define(name: str, math: Callable[..., Tensor]) -> torch._library.custom_ops.CustomOpDef:
+def _define(name: str, math: Callable[..., Tensor]) -> torch.library.CustomOpDef:
     op = torch.library.custom_op(f"fp8pass::{name}", math, mutates_args=())
     op.register_fake(math)
     return op
@@ -105,7 +117,7 @@ scaled_linear = _define("scaled_linear", scaled_linear_math)
 scaled_conv = _define("scaled_conv", scaled_conv_math)
 
 #: op overload -> plain-PyTorch decomposition, for AOT autograd / Inductor.
-DECOMPOSITIONS: dict[torch._ops.OpOverload, Callable[..., Tensor]] = {
+DECOMPOSITIONS: dict[Any, Callable[..., Tensor]] = {
     torch.ops.fp8pass.linear.default: linear_math,
     torch.ops.fp8pass.conv.default: conv_math,
     torch.ops.fp8pass.scaled_linear.default: scaled_linear_math,

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["dequantize_weight", "fp8_max", "quantize_weight"]
+__all__ = ["MIN_AMAX", "SCALE_DTYPE", "dequantize_weight", "fp8_max", "quantize_weight", "stored_bytes"]
 
-# A scale never drops below this, so an all-zero weight quantizes to zeros instead of NaN.
-_MIN_AMAX = 1e-12
+#: An absmax never counts as smaller than this, so an all-zero weight (or activation) quantizes to
+#: zeros instead of NaN.
+MIN_AMAX = 1e-12
+#: Scales are kept in float32.
+SCALE_DTYPE = torch.float32
 
 
 def fp8_max(dtype: torch.dtype) -> float:
@@ -36,10 +39,25 @@ def quantize_weight(
         amax = w.abs().flatten(1).amax(dim=1)
     else:
         raise ValueError(f"granularity must be 'channel' or 'tensor'; got {granularity!r}")
-    scale = amax.clamp(min=_MIN_AMAX) / fp8_max(dtype)
+    scale = (amax.clamp(min=MIN_AMAX) / fp8_max(dtype)).to(SCALE_DTYPE)
     limit = fp8_max(dtype)
     q = (w / _per_channel_view(scale, w.dim())).clamp(-limit, limit).to(dtype)
     return q.contiguous(), scale
+
+
+def stored_bytes(shape: tuple[int, ...] | torch.Size, dtype: torch.dtype, granularity: str) -> int:
+    """Bytes of the FP8 copy of a weight of ``shape``: its elements in ``dtype`` plus its scales
+    (one per output channel, or one). The one byte count fp8pass reports, plans and checks with.
+
+    Example:
+        >>> stored_bytes((128, 64), torch.float8_e4m3fn, "channel")  # 128 * 64 + 128 * 4
+        8704
+    """
+    numel = 1
+    for size in shape:
+        numel *= size
+    scales = shape[0] if granularity == "channel" else 1
+    return numel * torch.finfo(dtype).bits // 8 + scales * torch.finfo(SCALE_DTYPE).bits // 8
 
 
 def dequantize_weight(q: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-__all__ = ["LayerReport", "format_report", "summarize", "summary_line"]
+import torch
+
+from .plan import Layer
+from .quantize import stored_bytes
+
+__all__ = ["LayerReport", "format_report", "layer_rows", "summarize", "summary_line"]
+
+#: what a converted layer holds: (FP8 weight, scale, original released?)
+Copy = tuple[torch.Tensor, torch.Tensor, bool]
 
 
 @dataclass(frozen=True)
@@ -31,6 +39,48 @@ class LayerReport:
     granularity: str | None = None
     released: bool = False
     note: str = ""
+
+
+def layer_rows(layers: Iterable[Layer], copy_of: Callable[[Layer], Copy | None]) -> list[LayerReport]:
+    """One row per layer, the one place rows are built (backend and hooks). ``copy_of(layer)`` is
+    what a converted layer holds, or None. Bytes come from the stored tensors themselves; a weight
+    used by several layers carries its bytes in its first row, the others name that row."""
+    rows = []
+    counted: dict[int, str] = {}
+    for layer in layers:
+        w = layer.weight.tensor if layer.weight is not None else None
+        held = copy_of(layer) if layer.converted else None
+        before = w.numel() * w.element_size() if w is not None else 0
+        after = before
+        if held is not None:
+            q, scale, _ = held
+            after = stored_bytes(q.shape, q.dtype, "channel" if scale.dim() else "tensor")
+        notes = list(layer.notes)
+        if w is not None and id(w) in counted:
+            before = after = 0
+            notes.append(f"weight bytes counted under '{counted[id(w)]}'")
+        elif w is not None:
+            counted[id(w)] = layer.name
+        rows.append(
+            LayerReport(
+                name=layer.name,
+                kind=layer.kind,
+                converted=layer.converted,
+                reason=layer.reason,
+                compute=layer.compute,
+                bytes_before=before,
+                bytes_after=after,
+                weight=layer.weight.path if layer.weight else "",
+                shape=tuple(w.shape) if w is not None else (),
+                dtype=str(held[0].dtype if held else (w.dtype if w is not None else "")).removeprefix(
+                    "torch."
+                ),
+                granularity=("channel" if held[1].dim() else "tensor") if held else None,
+                released=bool(held and held[2]),
+                note="; ".join(notes),
+            )
+        )
+    return rows
 
 
 def summarize(rows: Iterable[LayerReport]) -> dict[str, int | float]:

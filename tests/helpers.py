@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch._subclasses.fake_tensor import FakeTensor
 
 import fp8pass
-from fp8pass import zoo
+from fp8pass.bench import zoo
 
 BF16 = torch.bfloat16
 
@@ -120,7 +120,7 @@ needs_rowwise_cpu = pytest.mark.skipif(
 def assert_converted(be, model, expected=None, config=None):
     """The backend converted ``expected`` layers (by name; or at least one when None), stored
     their weights in the config's FP8 dtype and released the originals. Returns the converted rows."""
-    from fp8pass.backend import _STORE
+    from fp8pass import store
 
     config = config or be.config
     rows = [r for r in be.report() if r.converted]
@@ -132,7 +132,7 @@ def assert_converted(be, model, expected=None, config=None):
     params = dict(model.named_parameters(remove_duplicate=False))
     for r in rows:
         param = params[r.weight]
-        stored = [e for e in _STORE.entries(param)]
+        stored = [e for e in store.entries(param)]
         assert stored and {e.q.dtype for e in stored} == {config.dtype}, f"{r.name}: stored as {stored}"
         if config.release_weights:
             assert param.untyped_storage().nbytes() == 0, f"{r.name}: original weight not released"

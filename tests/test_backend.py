@@ -10,9 +10,9 @@ import torch.nn as nn
 from torch._inductor.utils import run_and_get_code
 
 import fp8pass
-from fp8pass import FP8Backend, FP8Config, zoo
-from fp8pass.backend import _STORE
-from fp8pass.passes import _has_fp8_matmul
+from fp8pass import FP8Backend, FP8Config, store
+from fp8pass.bench import zoo
+from fp8pass.kinds import has_fp8_matmul
 
 from .helpers import (
     BF16,
@@ -78,7 +78,7 @@ def test_e5m2_storage(toy, toy_input):
     cm, be = compile_fp8(toy, FP8Config(dtype=torch.float8_e5m2))
     assert sqnr(ref, run(cm, toy_input)) > 36  # e5m2: 2 mantissa bits; measured 40.8 dB
     assert {r.dtype for r in be.report() if r.converted} == {"float8_e5m2"}
-    stored = {e.q.dtype for p in toy.parameters() for e in _STORE.entries(p)}  # what is really held
+    stored = {e.q.dtype for p in toy.parameters() for e in store.entries(p)}  # what is really held
     assert stored == {torch.float8_e5m2}
 
 
@@ -398,10 +398,10 @@ def test_import_touches_neither_inductor_nor_cuda():
 def test_auto_uses_the_weights_device(monkeypatch):
     asked = []
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d: asked.append(d) or (9, 0))
-    assert not _has_fp8_matmul(torch.device("cpu"))
-    assert _has_fp8_matmul(torch.device("cuda", 1)) and asked == [torch.device("cuda", 1)]
+    assert not has_fp8_matmul(torch.device("cpu"))
+    assert has_fp8_matmul(torch.device("cuda", 1)) and asked == [torch.device("cuda", 1)]
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d: (8, 6))
-    assert not _has_fp8_matmul(torch.device("cuda", 0))
+    assert not has_fp8_matmul(torch.device("cuda", 0))
 
 
 # -- real Inductor compiles (slow on CPU: one per compute path) ----------------------------------

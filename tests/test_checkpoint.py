@@ -4,7 +4,8 @@ import pytest
 import torch
 
 import fp8pass
-from fp8pass import FP8Backend, FP8Config, load_fp8, save_fp8, zoo
+from fp8pass import FP8Backend, FP8Config, load_fp8, save_fp8
+from fp8pass.bench import zoo
 
 from .helpers import BF16, TOY_MIN_DB, ToyDenoiser, compile_fp8, cuda_only, live_cpu_tensor_bytes, sqnr
 
@@ -40,7 +41,7 @@ def test_round_trip_gives_the_compiled_models_output(toy, toy_input, tmp_path):
 def test_loading_never_holds_the_original_weights():
     torch.manual_seed(0)
     model = ToyDenoiser(ch=256, hidden=512).to(BF16).requires_grad_(False)
-    rows = fp8pass.passes.plan_modules(model, FP8Config())
+    rows = fp8pass.plan.plan_modules(model, FP8Config())
     bf16 = sum(la.module.weight.numel() * 2 for la in rows if la.converted and la.name != "fc2_tied")
     import tempfile
 
@@ -116,7 +117,7 @@ def test_loading_onto_a_gpu_peaks_within_fp8_bytes_plus_one_layer(tmp_path):
     """The 16 GB card case, small: the GPU never holds the converted weights in bf16."""
     torch.manual_seed(0)
     model = ToyDenoiser(ch=256, hidden=512).to(BF16).requires_grad_(False)
-    rows = [la for la in fp8pass.passes.plan_modules(model, FP8Config()) if la.converted]
+    rows = [la for la in fp8pass.plan.plan_modules(model, FP8Config()) if la.converted]
     weights = {id(la.module.weight): la.module.weight for la in rows}.values()
     largest = max(w.numel() * w.element_size() for w in weights)
     kept = sum(

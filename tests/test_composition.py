@@ -9,7 +9,8 @@ import torch
 import torch.nn as nn
 
 import fp8pass
-from fp8pass import FP8Config, zoo
+from fp8pass import FP8Config
+from fp8pass.bench import zoo
 
 from .helpers import BF16, compile_fp8, sqnr
 

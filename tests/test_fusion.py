@@ -8,8 +8,8 @@ import torch
 import torch.nn as nn
 from torch._inductor.utils import run_and_get_code
 
-from fp8pass import FP8Config, load_fp8, save_fp8, zoo
-from fp8pass.backend import _STORE
+from fp8pass import FP8Config, load_fp8, save_fp8, store
+from fp8pass.bench import zoo
 
 from .helpers import BF16, ROWWISE_CPU, compile_fp8, sqnr
 
@@ -64,11 +64,11 @@ def test_fused_flux_matches_unfused_and_holds_no_more_memory(compute):
     # single blocks: q, k, v and the MLP input projection read the same normalized input
     assert "single_transformer_blocks.0.proj_mlp" in rows["single_transformer_blocks.0.attn.to_q"].note
     # each layer's FP8 copy is a view into its group's buffer: one storage per group
-    copies = [_STORE.entries(p)[0].q for p in model.parameters() if _STORE.entries(p)]
+    copies = [store.entries(p)[0].q for p in model.parameters() if store.entries(p)]
     distinct = {q.untyped_storage().data_ptr(): q.untyped_storage().nbytes() for q in copies}
     assert sum(distinct.values()) == sum(q.numel() for q in copies)
-    q_copy = _STORE.entries(model.transformer_blocks[0].attn.to_q.weight)[0].q
-    k_copy = _STORE.entries(model.transformer_blocks[0].attn.to_k.weight)[0].q
+    q_copy = store.entries(model.transformer_blocks[0].attn.to_q.weight)[0].q
+    k_copy = store.entries(model.transformer_blocks[0].attn.to_k.weight)[0].q
     assert q_copy.untyped_storage().data_ptr() == k_copy.untyped_storage().data_ptr()
 
 
@@ -80,7 +80,7 @@ def test_fused_blocks_reused_after_a_graph_break_each_get_their_own_buffer():
     assert sqnr(ref, run(cm, x)) > 25
     assert sqnr(ref, run(cm, x)) > 25
     assert be.num_quantized == 12  # 4 weights in each of 3 blocks
-    buffers = {_STORE.entries(b.to_q.weight)[0].q.untyped_storage().data_ptr() for b in model}
+    buffers = {store.entries(b.to_q.weight)[0].q.untyped_storage().data_ptr() for b in model}
     assert len(buffers) == 3
     assert all(p.untyped_storage().nbytes() == 0 for b in model for p in (b.to_q.weight, b.to_out.weight))
 

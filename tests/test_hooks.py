@@ -4,8 +4,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from fp8pass import FP8Config
-from fp8pass.backend import _STORE
+from fp8pass import FP8Config, store
 from fp8pass.hooks import apply_fp8_hooks
 
 from .helpers import BF16, TOY_CONVERTED, TOY_MIN_DB, ToyDenoiser, compile_fp8, live_cpu_tensor_bytes, sqnr
@@ -35,7 +34,7 @@ def test_same_layers_bytes_and_scales_as_the_compiled_path(toy, toy_input):
     assert {r.name for r in hooks.report() if r.converted} == TOY_CONVERTED
     for compiled_param, hooked_param in zip(converted_params(toy), converted_params(hooked), strict=True):
         ours = hooks._stored[id(hooked_param)]
-        theirs = _STORE.lookup(compiled_param, config)
+        theirs = store.lookup(compiled_param, config)
         assert torch.equal(ours.q.view(torch.uint8), theirs.q.view(torch.uint8))
         assert torch.equal(ours.scale, theirs.scale)
     # same FP8 weights, different arithmetic order (weight upcast vs output scaled): close

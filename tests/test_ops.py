@@ -69,7 +69,7 @@ def test_conv_op_matches_reference_and_keeps_layout(memory_format):
 @pytest.mark.parametrize("granularity", ["tensor", pytest.param("channel", marks=needs_rowwise_cpu)])
 def test_scaled_conv_is_a_1x1_conv(granularity):
     x, w, q, scale, b = _conv_case(granularity, torch.channels_last, kernel=1)
-    out = ops.scaled_conv(x, q, scale, b)
+    out = ops.scaled_conv(x, q, scale, b, [1, 1], [0, 0], [1, 1], 1)  # every conv op takes conv arguments
     assert sqnr(F.conv2d(x.float(), w, b.float()), out) > 20
     assert out.shape == (2, 32, 8, 8)
 
@@ -88,7 +88,14 @@ CASES = {
     ),
     "scaled_conv": lambda: (
         ops.scaled_conv,
-        _conv_case("tensor", torch.channels_last, 1)[0:1] + _conv_case("tensor", torch.channels_last, 1)[2:],
+        (
+            *_conv_case("tensor", torch.channels_last, 1)[0:1],
+            *_conv_case("tensor", torch.channels_last, 1)[2:],
+            [1, 1],
+            [0, 0],
+            [1, 1],
+            1,
+        ),
     ),
 }
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import fp8pass
-from fp8pass import zoo
+from fp8pass.bench import zoo
 
 from .helpers import BF16, sqnr
 

@@ -234,7 +234,7 @@ def test_two_compiled_denoisers_in_one_pipeline_share_nothing():
     own FP8 weights, and the decoded image matches the bf16 pipeline's."""
     import diffusers
 
-    from fp8pass import zoo
+    from fp8pass.bench import zoo
     from fp8pass.metrics import psnr, ssim
 
     pipe, call = zoo.build_pipeline("sd15-tiny")

@@ -4,9 +4,10 @@ import pytest
 import torch
 
 import fp8pass
-from fp8pass import FP8Config, zoo
+from fp8pass import FP8Config
+from fp8pass.bench import zoo
 from fp8pass.metrics import psnr, ssim
-from fp8pass.passes import plan_modules
+from fp8pass.plan import plan_modules
 
 from .helpers import assert_converted, compile_fp8, fake_fp8_output, sqnr
 

@@ -5,7 +5,7 @@ import sys
 import pytest
 import torch
 
-from fp8pass import bench
+from fp8pass.bench import variants as bench
 
 
 def test_benchmark_rows_spread_and_unsupported_variants():

@@ -33,11 +33,11 @@ from typing import Any
 
 import torch
 
+from ..backend import FP8Backend
+from ..config import FP8Config
+from ..hooks import apply_fp8_hooks
+from ..metrics import sqnr
 from . import zoo
-from .backend import FP8Backend
-from .config import FP8Config
-from .hooks import apply_fp8_hooks
-from .metrics import sqnr
 
 __all__ = [
     "VARIANTS",
@@ -118,7 +118,7 @@ def _fp8_hooks(model: torch.nn.Module, device: torch.device) -> Prepared:
     hooks = apply_fp8_hooks(model, FP8Config())
     return model, {
         "report": hooks.report,
-        "extra": lambda: [t for s in hooks._stored.values() for t in (s.q, s.scale)],
+        "extra": hooks.stored_tensors,
     }
 
 

@@ -10,15 +10,25 @@ block and layer kinds, small widths and depths) that runs on a CPU in seconds.
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from torch.overrides import TorchFunctionMode
 
-__all__ = ["MODELS", "ZooModel", "build", "build_inputs", "build_model", "build_pipeline", "init_weights"]
+__all__ = [
+    "MODELS",
+    "ZooModel",
+    "build",
+    "build_from_config",
+    "build_inputs",
+    "build_model",
+    "build_pipeline",
+    "init_weights",
+    "match_pretrained_dtypes",
+]
 
 
 @dataclass(frozen=True)
@@ -312,24 +322,53 @@ def build_model(
     name: str, device: str | torch.device = "cpu", dtype: torch.dtype = torch.bfloat16, seed: int = 0
 ) -> torch.nn.Module:
     """The denoiser ``name`` on ``device`` in ``dtype``, in eval mode without grad, with seeded
-    random weights (see :func:`init_weights`).
+    random weights (see :func:`init_weights`), laid out as ``from_pretrained(torch_dtype=dtype)``
+    lays out a real checkpoint (see :func:`match_pretrained_dtypes`).
 
     Parameters are created on ``device`` directly in ``dtype`` (a full-size model never exists in
     float32 or on the CPU), and buffers the constructor computes stay valid.
     """
+    return build_from_config(_entry(name).cls, _entry(name).config, device, dtype, seed)
+
+
+def build_from_config(
+    cls: str | type, config: dict[str, Any], device: str | torch.device, dtype: torch.dtype, seed: int = 0
+) -> torch.nn.Module:
+    """:func:`build_model` for any diffusers class (or its name) and config."""
     import diffusers
 
-    entry = _entry(name)
-    cls = getattr(diffusers, entry.cls)
+    cls = getattr(diffusers, cls) if isinstance(cls, str) else cls
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
     try:
-        with torch.device(device), _no_init():
-            model = cls(**entry.config)
+        with torch.device(device), _SkipParameterInit():
+            model = cls(**config)
     finally:
         torch.set_default_dtype(previous)
+    match_pretrained_dtypes(model, dtype)
     init_weights(model, seed)
     return model.eval().requires_grad_(False)
+
+
+def match_pretrained_dtypes(model: torch.nn.Module, dtype: torch.dtype) -> None:
+    """What ``from_pretrained(torch_dtype=dtype)`` gives each tensor of a real checkpoint: floating
+    parameters and persistent buffers in ``dtype``, except those under the class's
+    ``_keep_in_fp32_modules``, which stay float32; buffers the constructor computes and does not
+    save keep theirs."""
+    keep = getattr(model, "_keep_in_fp32_modules", None) or []
+    saved = set(model.state_dict(keep_vars=True))
+    with torch.no_grad():
+        for name, t in [*model.named_parameters(), *model.named_buffers()]:
+            if not t.is_floating_point() or name not in saved:
+                continue
+            want = torch.float32 if any(m in name.split(".") for m in keep) else dtype
+            if t.dtype != want:
+                module_name, _, attr = name.rpartition(".")
+                module = model.get_submodule(module_name)
+                if isinstance(t, torch.nn.Parameter):
+                    module._parameters[attr] = torch.nn.Parameter(t.to(want), requires_grad=t.requires_grad)
+                else:
+                    module._buffers[attr] = t.to(want)
 
 
 def build_inputs(
@@ -388,18 +427,22 @@ def _owner(model: torch.nn.Module, param_name: str) -> torch.nn.Module:
     return model.get_submodule(param_name.rpartition(".")[0])
 
 
-@contextlib.contextmanager
-def _no_init():
-    # The constructor's own (kaiming) init is thrown away by init_weights: skip it.
-    names = ("kaiming_uniform_", "uniform_", "normal_", "trunc_normal_", "xavier_uniform_", "zeros_", "ones_")
-    saved = {n: getattr(torch.nn.init, n) for n in names}
-    try:
-        for n in names:
-            setattr(torch.nn.init, n, lambda t, *a, **k: t)
-        yield
-    finally:
-        for n, fn in saved.items():
-            setattr(torch.nn.init, n, fn)
+class _SkipParameterInit(TorchFunctionMode):
+    """While a model is built, in-place ops on its parameters do nothing: the constructor's own
+    initialisation (kaiming etc.) is thrown away by :func:`init_weights`, and at full size it
+    would take minutes. A torch-function mode is thread-local and scoped to the build (patching
+    ``torch.nn.init`` would change it for the whole process)."""
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        name = getattr(func, "__name__", "")
+        if (
+            name.endswith("_")
+            and not name.endswith("__")
+            and args
+            and isinstance(args[0], torch.nn.Parameter)
+        ):
+            return args[0]
+        return func(*args, **(kwargs or {}))
 
 
 def _entry(name: str) -> ZooModel:

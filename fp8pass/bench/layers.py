@@ -17,9 +17,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from . import _compat, ops, zoo
-from .bench import resolve_device, time_ms
-from .quantize import quantize_weight
+from .. import _compat
+from ..kinds import COMPUTES
+from ..quantize import quantize_weight
+from . import zoo
+from .variants import resolve_device, time_ms
 
 __all__ = ["LayerShape", "format_layer_results", "layer_shapes", "run_layer_benchmark"]
 
@@ -86,20 +88,21 @@ def _functions(shape: LayerShape, device: torch.device) -> dict[str, tuple[Any, 
     if shape.kind == "linear":
         fns = {
             "bf16": (F.linear, (x, w)),
-            "fp8 cast": (ops.linear_math, (x, q, scale, None)),
+            "fp8 cast": (COMPUTES["cast"].math("linear"), (x, q, scale, None)),
         }
         if all(d % 16 == 0 for d in shape.w) and rowwise:
-            fns["fp8 scaled_mm"] = (ops.scaled_linear_math, (x, q, scale, None))
+            fns["fp8 scaled_mm"] = (COMPUTES["scaled_mm"].math("linear"), (x, q, scale, None))
         return fns
     conv = _CONV_FNS[len(shape.w)]
     args = (list(shape.stride), list(shape.padding), [1] * (len(shape.w) - 2), shape.groups)
+    cast, scaled = COMPUTES["cast"].math("conv"), COMPUTES["scaled_mm"].math("conv")
     fns = {
         "bf16": (lambda x, w: conv(x, w, None, *args), (x, w)),
-        "fp8 cast": (lambda x, q, s: ops.conv_math(x, q, s, None, *args), (x, q, scale)),
+        "fp8 cast": (lambda x, q, s: cast(x, q, s, None, *args), (x, q, scale)),
     }
     one_by_one = all(k == 1 for k in shape.w[2:]) and not any(shape.padding) and set(shape.stride) == {1}
     if one_by_one and shape.groups == 1 and shape.w[0] % 16 == 0 and shape.w[1] % 16 == 0 and rowwise:
-        fns["fp8 scaled_mm"] = (ops.scaled_conv_math, (x, q, scale, None))
+        fns["fp8 scaled_mm"] = (lambda x, q, s: scaled(x, q, s, None, *args), (x, q, scale))
     return fns
 
 

@@ -1,0 +1,265 @@
+"""The FP8 copies of weights and their lifetime: made once, shared, released, restored.
+
+One process-wide store maps each parameter to its FP8 copies, one per (dtype, granularity), so
+that every backend, graph and recompile uses the same copy and a parameter's original storage is
+freed once. This module is the only owner of that state; the backend, the checkpoints and the
+tests use the functions below.
+
+- :func:`get_or_quantize`, :func:`lookup`, :func:`entries`, :func:`fused`: the copies.
+- :func:`first_sight` (a compiled module's model, seen for the first time), :func:`release`
+  (free one original, guard its eager uses), :func:`adopt` (a copy read from a checkpoint).
+- :func:`restore` (public as ``fp8pass.restore``): the originals back, guards lifted.
+
+Releasing frees the parameter's storage but keeps the Parameter object, its dtype, shape and
+device, so ``model.dtype`` and Dynamo's guards keep working; :mod:`fp8pass.guards` stops eager
+code from reading the freed memory.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch.utils.weak import WeakIdKeyDictionary
+
+from . import _compat, guards
+from .config import FP8Config
+from .quantize import dequantize_weight, quantize_weight
+
+__all__ = [
+    "FP8Weight",
+    "adopt",
+    "entries",
+    "feeding_fp8_inputs",
+    "first_sight",
+    "forget",
+    "fused",
+    "fused_elsewhere",
+    "get_or_quantize",
+    "is_released",
+    "lookup",
+    "model_of",
+    "release",
+    "restore",
+    "restore_unconverted",
+]
+
+
+@dataclass
+class FP8Weight:
+    """A parameter's FP8 copy: ``q`` (its shape, FP8 dtype) and ``scale`` (float32, per output
+    channel or 0-d)."""
+
+    q: torch.Tensor
+    scale: torch.Tensor
+    released: bool = False  # the parameter's original storage is freed
+    original: torch.Tensor | None = None  # a CPU copy of it, with FP8Config(release_weights="cpu")
+    fused_in: tuple[int, ...] | None = None  # q and scale are views of this group's fused buffer
+
+
+_entries: WeakIdKeyDictionary = WeakIdKeyDictionary()  # param -> {storage key: FP8Weight}
+_fused: WeakIdKeyDictionary = WeakIdKeyDictionary()  # first param of a group -> {group: (q, scale)}
+_roots: WeakIdKeyDictionary = WeakIdKeyDictionary()  # param -> weakref to its model
+_indexed: weakref.WeakSet[torch.nn.Module] = weakref.WeakSet()
+_lock = threading.Lock()
+_version = 0  # bumped when entries are re-pointed, so per-call caches look them up again
+
+
+def lookup(param: torch.Tensor, config: FP8Config) -> FP8Weight | None:
+    return _entries.get(param, {}).get(config.storage_key)
+
+
+def entries(param: torch.Tensor) -> list[FP8Weight]:
+    """Every FP8 copy of ``param`` (one per dtype and granularity it was compiled with)."""
+    return list(_entries.get(param, {}).values())
+
+
+def is_released(param: torch.Tensor) -> bool:
+    return any(w.released for w in _entries.get(param, {}).values())
+
+
+def get_or_quantize(param: torch.Tensor, config: FP8Config, name: str) -> tuple[FP8Weight, bool]:
+    """``param``'s FP8 copy for ``config``, made now if needed; and whether it was made now."""
+    with _lock:
+        found = lookup(param, config)
+        if found is not None:
+            return found, False
+        if is_released(param):
+            raise RuntimeError(
+                f"fp8pass: '{name}' was already converted to FP8 with another dtype/granularity and "
+                "its original weights were released, so it cannot be quantized again. Compile every "
+                "use of this model with one FP8Config, or use FP8Config(release_weights=False)."
+            )
+        # Outside inference mode, so that the copies stay usable by graphs compiled later.
+        with torch.inference_mode(False), torch.no_grad():
+            q, scale = quantize_weight(param, config.dtype, config.granularity)
+        entry = FP8Weight(q, scale)
+        _entries.setdefault(param, {})[config.storage_key] = entry
+        return entry, True
+
+
+def fused(params: tuple[torch.Tensor, ...], config: FP8Config) -> tuple[torch.Tensor, torch.Tensor]:
+    """The FP8 weights and scales of ``params`` (quantized already) concatenated along the output
+    dimension, made once; each parameter's own copy becomes a view into it, so the memory is the
+    same as before."""
+    global _version
+    key = tuple(id(p) for p in params)
+    with _lock:
+        found = _fused.get(params[0], {}).get(key)
+        if found is not None:
+            return found
+        parts = [lookup(p, config) for p in params]
+        q = torch.cat([e.q for e in parts])
+        scale = torch.cat([e.scale for e in parts])
+        start = 0
+        for e in parts:
+            n = e.q.shape[0]
+            e.q, e.scale, e.fused_in = q[start : start + n], scale[start : start + n], key
+            start += n
+        _fused.setdefault(params[0], {})[key] = (q, scale)
+        _version += 1
+        return q, scale
+
+
+def fused_elsewhere(params: tuple[torch.Tensor, ...], config: FP8Config) -> bool:
+    """Whether any of ``params`` is already part of another fused group."""
+    key = tuple(id(p) for p in params)
+    return any((e := lookup(p, config)) is not None and e.fused_in not in (None, key) for p in params)
+
+
+def forget(param: torch.Tensor) -> None:
+    global _version
+    with _lock:
+        _entries.pop(param, None)
+        _fused.pop(param, None)
+        _version += 1
+
+
+def restore_unconverted(param: torch.Tensor) -> None:
+    """Give a released parameter its data back (dequantized from FP8), for a graph that needs it
+    unconverted."""
+    for entry in _entries.get(param, {}).values():
+        if entry.released:
+            _compat.restore_storage(param, dequantize_weight(entry.q, entry.scale, param.dtype))
+            entry.released = False
+            return
+
+
+# -- models, release ---------------------------------------------------------------------------------
+
+
+def first_sight(module: torch.nn.Module) -> None:
+    """Before fp8pass releases anything of a compiled module seen for the first time: find its model
+    (the outermost module on the call stack), refuse it if it carries offloading hooks, and index
+    it (its parameters get the watched class; each is mapped to the model). Once per module:
+    reading the call stack keeps the caller's locals alive until they next change."""
+    if module in _indexed:
+        return
+    model = _compat.outermost_module(module)
+    guards.refuse_offloading(model)
+    _indexed.add(module)
+    _index_model(model)
+
+
+def model_of(param: torch.Tensor) -> torch.nn.Module | None:
+    """The model ``param`` was indexed under, if fp8pass has seen it."""
+    ref = _roots.get(param)
+    return ref() if ref is not None else None
+
+
+def release(param: torch.Tensor, entry: FP8Weight, root: torch.nn.Module, keep_copy: bool) -> str:
+    """Free ``param``'s storage (keeping a CPU copy if ``keep_copy``) and guard the modules of
+    ``root`` that could read it. Returns a note when it stays, else ``""``."""
+    if root not in _indexed:  # first_sight indexes compiled modules first; this covers any other way in
+        _indexed.add(root)
+        _index_model(_compat.outermost_module(root))
+    original = param.detach().to("cpu", copy=True) if keep_copy else None
+    if not _compat.release_storage(param):
+        return "original weight kept: it shares storage with other tensors"
+    entry.released, entry.original = True, original
+    guards.guard_eager_use(root, param)
+    return ""
+
+
+def adopt(
+    model: torch.nn.Module, param: torch.Tensor, config: FP8Config, q: torch.Tensor, scale: torch.Tensor
+) -> None:
+    """Register ``q`` / ``scale`` (read from a checkpoint) as the FP8 copy of ``param``, a parameter
+    of ``model`` whose storage is released (a hollow parameter), and guard its eager uses."""
+    with _lock:
+        _entries.setdefault(param, {})[config.storage_key] = FP8Weight(q, scale, released=True)
+    if model not in _indexed:
+        _indexed.add(model)
+        _index_model(model)
+    guards.guard_eager_use(model, param)
+
+
+def _index_model(model: torch.nn.Module) -> None:
+    """Remember every parameter's model (for instances met later) and watch its parameters."""
+    guards.watch(model)
+    _indexed.add(model)
+    ref = weakref.ref(model)
+    for p in model.parameters():
+        if p not in _roots:
+            _roots[p] = ref
+
+
+def restore(model: torch.nn.Module) -> int:
+    """Give ``model`` back its original weights and eager usability after fp8pass converted it.
+
+    Works when the originals were kept (``FP8Config(release_weights="cpu")`` or ``False``);
+    otherwise raises ``RuntimeError`` before changing anything. Compiled graphs of the model stay
+    valid: a later compiled call converts the weights again. Returns how many weights came back.
+
+    Example:
+        >>> be = FP8Backend(FP8Config(release_weights="cpu"))    # doctest: +SKIP
+        >>> out = torch.compile(unet, backend=be)(x)             # doctest: +SKIP
+        >>> fp8pass.restore(unet)                                # unet(x) runs eagerly again
+    """
+    params = {id(p): p for p in model.parameters()}.values()
+    lost = [
+        n for n, p in model.named_parameters() if any(e.released and e.original is None for e in entries(p))
+    ]
+    if lost:
+        raise RuntimeError(
+            f"fp8pass.restore: the original weights of {len(lost)} parameters (first: '{lost[0]}') were "
+            "freed when fp8pass converted them. Reload them (from_pretrained / load_state_dict), or "
+            "compile with FP8Config(release_weights='cpu') to keep a CPU copy that restore() can use."
+        )
+    restored = 0
+    for p in params:
+        for entry in entries(p):
+            if entry.released:
+                _compat.restore_storage(p, entry.original.to(p.device))
+                restored += 1
+        forget(p)
+    guards.unguard(model)
+    guards.unwatch(model)
+    return restored
+
+
+def feeding_fp8_inputs(compiled: Any, feeds: list[tuple[int, ...]], fp8_inputs: Any) -> Any:
+    """Call ``compiled`` with the FP8 copies of the parameters at the ``feeds`` positions appended,
+    looked up afresh only when those parameters are not the previous call's (identity check) or
+    the store re-pointed its entries since."""
+    positions = [i for feed in feeds for i in feed]
+    last: dict[str, Any] = {"params": [], "extra": [], "version": -1}
+
+    def extra_for(args: Any) -> list[torch.Tensor]:
+        params = [args[i] for i in positions]
+        if (
+            last["version"] != _version
+            or len(params) != len(last["params"])
+            or any(a is not b for a, b in zip(params, last["params"], strict=True))
+        ):
+            last["extra"] = fp8_inputs([tuple(args[i] for i in feed) for feed in feeds])
+            last["params"], last["version"] = params, _version
+        return last["extra"]
+
+    def run(*args: Any) -> Any:
+        return compiled(*args, *extra_for(args))
+
+    return run
