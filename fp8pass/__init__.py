@@ -10,7 +10,7 @@ touch CUDA. The backend name ``"fp8pass"`` reaches ``torch.compile`` through the
 
 from . import _compat
 from .backend import FP8Backend, fp8_backend
-from .checkpoint import load_fp8, save_fp8
+from .checkpoint import load_fp8, load_model, save_fp8
 from .config import DEFAULT_SKIP, FP8Config
 from .report import LayerReport, format_report
 from .store import restore
@@ -20,9 +20,10 @@ __all__ = [
     "FP8Backend",
     "fp8_backend",
     "restore",
-    # FP8 checkpoints
+    # FP8 checkpoints: save, load from any checkpoint, build and load
     "save_fp8",
     "load_fp8",
+    "load_model",
     # configuration
     "FP8Config",
     "DEFAULT_SKIP",

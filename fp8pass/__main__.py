@@ -108,10 +108,39 @@ def main(argv: list[str] | None = None) -> int:
     layers.add_argument("--json", type=Path, help="also write the results here")
     layers.add_argument("--verbose", action="store_true", help="show third-party warnings and logs")
 
+    sweep = sub.add_parser(
+        "sweep",
+        help="every denoiser class diffusers ships (small configs), under fp8pass",
+        description="Runs every entry of fp8pass.bench.catalogue through fp8pass (both compute paths, "
+        "aot_eager on this device): layers converted, boundary kept, SQNR, graph breaks, whether every "
+        "path plans the same layers.",
+    )
+    sweep.add_argument("--entries", nargs="+", metavar="ENTRY", help="catalogue entries (default: all)")
+    sweep.add_argument("--json", type=Path, help="also write the rows here")
+    sweep.add_argument("--markdown", type=Path, help="also write the table here")
+    sweep.add_argument("--verbose", action="store_true", help="show third-party warnings and logs")
+
+    convert = sub.add_parser(
+        "convert",
+        help="write an fp8pass file from a diffusers folder, a safetensors file or a community FP8 file",
+        description="Reads and writes one tensor at a time: the model is never held in bf16.",
+    )
+    convert.add_argument("source", type=Path, help="diffusers model folder, or a .safetensors file")
+    convert.add_argument("destination", type=Path, help="the fp8pass .safetensors file to write")
+    convert.add_argument("--config", type=Path, help="config.json (or its folder) for a single-file source")
+    convert.add_argument("--model-class", help="diffusers class (default: the config's _class_name)")
+    convert.add_argument("--granularity", default="channel", choices=["channel", "tensor"])
+    convert.add_argument("--dtype", default="e4m3fn", choices=["e4m3fn", "e5m2"], help="FP8 storage dtype")
+    convert.add_argument(
+        "--model-dtype", choices=["bfloat16", "float16", "float32"], help="dtype of kept tensors"
+    )
+    convert.add_argument("--quiet", action="store_true", help="no progress bar")
+    convert.add_argument("--verbose", action="store_true", help="show third-party warnings and logs")
+
     args = parser.parse_args(argv)
     if not args.verbose:
         _quiet_third_parties()
-    commands = {"bench": _bench, "report": _report, "layers": _layers}
+    commands = {"bench": _bench, "report": _report, "layers": _layers, "sweep": _sweep, "convert": _convert}
     return commands[args.command](args)
 
 
@@ -143,6 +172,61 @@ def _bench(args: argparse.Namespace) -> int:
     if not args.verbose:
         print("(third-party warnings hidden; --verbose shows them)")
     return 0 if any(r.ok for r in results) else 1
+
+
+def _convert(args: argparse.Namespace) -> int:
+    import torch
+
+    from .checkpoint import convert
+    from .config import FP8Config
+
+    model_class = None
+    if args.model_class:
+        import diffusers
+
+        model_class = getattr(diffusers, args.model_class, None)
+        if model_class is None:
+            print(f"error: diffusers has no class {args.model_class!r}", file=sys.stderr)
+            return 2
+    config = FP8Config(granularity=args.granularity, dtype=getattr(torch, f"float8_{args.dtype}"))
+
+    def bar(done: int, total: int, name: str) -> None:
+        width = 30
+        filled = width * done // total
+        sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {name[:50]:<50}")
+        if done == total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+    convert(
+        args.source,
+        args.destination,
+        config,
+        model_class=model_class,
+        model_config=args.config,
+        dtype=getattr(torch, args.model_dtype) if args.model_dtype else None,
+        progress=None if args.quiet else bar,
+    )
+    print(f"wrote {args.destination}")
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    import torch
+
+    from .bench.sweep import format_sweep, run_sweep, to_json
+
+    torch.set_num_threads(1)  # tiny models: one thread is faster and steadier on a shared machine
+    env, rows = run_sweep(args.entries)
+    table = format_sweep(rows)
+    print(table)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(to_json(env, rows) + "\n")
+    if args.markdown:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(table + "\n")
+    return 0 if not any(r.error for r in rows) else 1
 
 
 def _layers(args: argparse.Namespace) -> int:

@@ -150,28 +150,41 @@ def top_source_name(source: Any) -> str:
     return source.name
 
 
-def outermost_module(module: torch.nn.Module) -> torch.nn.Module:
-    """The outermost module on the Python call stack that contains ``module``.
+def outermost_call(module: torch.nn.Module) -> tuple[torch.nn.Module, tuple[tuple, dict] | None]:
+    """The outermost module on the Python call stack that contains ``module``, and the arguments it
+    was called with (None if not found).
 
     When Dynamo compiles a frame below the model's own forward (a graph break in a loop over
-    blocks makes it run the outer forward eagerly and compile each block's frame), the frame's
-    ``self`` is one block; the model calling it is still on the stack. Reads ``f_locals['self']``
-    of the calling frames, and unwraps ``OptimizedModule`` (``_orig_mod``); checked on torch 2.13.0
-    and 2.11.0 (CPU) / CPython 3.11.
+    blocks, regional compilation, context-parallel hooks), the frame's ``self`` is one block; the
+    model calling it is still on the stack. Reads the locals (``self``, ``args``, ``kwargs``) of
+    ``nn.Module.__call__``'s frames only (``_call_impl``, ``_wrapped_call_impl``): reading other
+    frames' locals would keep their variables alive. Unwraps ``OptimizedModule`` (``_orig_mod``).
+    Checked on torch 2.13.0 and 2.11.0 (CPU) / CPython 3.11.
     """
     from torch._dynamo.eval_frame import OptimizedModule
 
-    best = module
+    best, call = module, None
     frame = sys._getframe(1)
     while frame is not None:
-        candidate = frame.f_locals.get("self")
-        if isinstance(candidate, OptimizedModule):  # torch.compile's wrapper: name from the model
-            candidate = candidate._orig_mod
-        if isinstance(candidate, torch.nn.Module) and candidate is not best:
-            if any(m is best for m in candidate.modules()):
-                best = candidate
+        if frame.f_code.co_name in _MODULE_CALL_FRAMES:
+            local = frame.f_locals
+            candidate = local.get("self")
+            if isinstance(candidate, OptimizedModule):
+                candidate = candidate._orig_mod
+            if isinstance(candidate, torch.nn.Module) and (
+                candidate is best or any(m is best for m in candidate.modules())
+            ):
+                best, call = candidate, (tuple(local.get("args", ())), dict(local.get("kwargs", {})))
         frame = frame.f_back
-    return best
+    return best, call
+
+
+_MODULE_CALL_FRAMES = ("_call_impl", "_wrapped_call_impl")
+
+
+def outermost_module(module: torch.nn.Module) -> torch.nn.Module:
+    """The model :func:`outermost_call` finds (checked on torch 2.13.0 and 2.11.0, CPU)."""
+    return outermost_call(module)[0]
 
 
 def copy_graph_module(gm: fx.GraphModule) -> tuple[fx.GraphModule, dict[fx.Node, fx.Node]]:
@@ -281,10 +294,16 @@ def static_fakes(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
 def release_storage(t: torch.Tensor) -> bool:
     """Free ``t``'s memory but keep its shape, dtype, device and identity (so Dynamo's guards
     still pass). Reading it afterwards is undefined; callers must stop every eager read.
-    The same mechanism FSDP2 uses. Checked on torch 2.13.0 and 2.11.0 (CPU)."""
+    The same mechanism FSDP2 uses. A tensor on storage that cannot be resized (a memory-mapped
+    file: ``from_pretrained`` on a CPU maps the safetensors file) is first moved to a fresh
+    allocation that is never written, so no page of it becomes resident, and the mapping is
+    let go. Checked on torch 2.13.0 and 2.11.0 (CPU)."""
     storage = t.untyped_storage()
     if t.storage_offset() != 0 or storage.nbytes() != t.numel() * t.element_size():
         return False
+    if not storage.resizable():
+        set_tensor_data(t, torch.empty_like(t, memory_format=torch.contiguous_format))
+        storage = t.untyped_storage()
     storage.resize_(0)
     return True
 

@@ -22,6 +22,7 @@ from .config import FP8Config
 from .metrics import sqnr
 from .plan import Layer, plan_modules
 from .quantize import dequantize_weight, quantize_weight, stored_bytes
+from .structure import split_inputs, structure_of
 
 __all__ = ["FidelityReport", "LayerFidelity", "analyze", "weight_bytes"]
 
@@ -100,7 +101,7 @@ def analyze(
     arguments, a tuple of positional ones, or one tensor); ``alone`` bounds how many layers get
     the (one forward each) alone-in-FP8 measurement. SQNRs are in dB against the unconverted model."""
     config = config or FP8Config()
-    plan = plan_modules(model, config)
+    plan = plan_modules(model, config, structure=structure_of(model, *split_inputs(example_inputs)))
     converted = [layer for layer in plan if layer.converted]
     fp8 = {
         id(layer.module.weight): quantize_weight(layer.module.weight, config.dtype, config.granularity)
@@ -133,12 +134,8 @@ def analyze(
 
 
 def _output(model: torch.nn.Module, inputs: Any) -> torch.Tensor:
-    if isinstance(inputs, dict):
-        out = model(**inputs)
-    elif isinstance(inputs, tuple | list):
-        out = model(*inputs)
-    else:
-        out = model(inputs)
+    args, kwargs = split_inputs(inputs)
+    out = model(*args, **kwargs)
     if isinstance(out, torch.Tensor):
         return out
     if isinstance(out, tuple | list):
@@ -206,11 +203,15 @@ def _fp8_weights(layers: list[Layer], fp8: dict) -> Iterator[None]:
             h.remove()
 
 
-def weight_bytes(model: torch.nn.Module, config: FP8Config | None = None) -> dict[str, float]:
+def weight_bytes(
+    model: torch.nn.Module, config: FP8Config | None = None, example_inputs: Any = None
+) -> dict[str, float]:
     """What ``config`` does to ``model``'s weight memory, from shapes alone (works on ``meta``
-    models): linear/conv weight bytes before and after, the whole model's ratio, layer counts."""
+    models, with ``meta`` example inputs): linear/conv weight bytes before and after, the whole
+    model's ratio, layer counts."""
     config = config or FP8Config()
-    layers = plan_modules(model, config, check_values=False)
+    structure = structure_of(model, *split_inputs(example_inputs)) if example_inputs is not None else None
+    layers = plan_modules(model, config, check_values=False, structure=structure)
     seen: set[int] = set()
     before = after = 0
     for layer in layers:

@@ -14,9 +14,10 @@ from torch.utils.weak import WeakIdKeyDictionary
 from . import _compat, store
 from .config import FP8Config
 from .ops import DECOMPOSITIONS
-from .plan import Layer, ParamRef, plan, projection_groups, refuse_unloaded_or_training
+from .plan import Layer, ParamRef, layer_names, plan, projection_groups, refuse_unloaded_or_training
 from .report import LayerReport, format_report, layer_rows
 from .rewrite import rewrite
+from .structure import Structure, structure_of
 
 __all__ = ["FP8Backend", "fp8_backend"]
 
@@ -88,8 +89,10 @@ class FP8Backend:
         mode = mode if mode not in (None, "default") else self.mode
         options = {**self.options, **(options or {})}
         params, sources = self._graph_parameters(gm, example_inputs)
+        model, structure = _model_and_structure(sources)
         autocast = _compat.autocast_regions(gm.graph)
-        layers = plan(gm.graph, params, self.config, _compat.module_path, store.is_released, autocast)
+        names = layer_names(model, _compat.module_path)
+        layers = plan(gm.graph, params, self.config, names, store.is_released, autocast, structure)
         converted = [layer for layer in layers if layer.converted]
         self.num_graphs += 1
         self._restore_unconverted(layers)
@@ -247,6 +250,17 @@ def _check_inductor_settings(inner: str, mode: Any, options: Any, where: str) ->
         raise ValueError(f"{where} options must be a dict of Inductor config values; got {options!r}")
     if inner != "inductor" and (mode not in (None, "default") or options):
         raise ValueError(f"{where} mode/options apply to inner='inductor' only; inner is {inner!r}")
+
+
+def _model_and_structure(sources: WeakIdKeyDictionary) -> tuple[torch.nn.Module | None, Structure | None]:
+    """The model the graph's parameters belong to (the outermost module on the call stack) and its
+    structure, traced once per model with the arguments of this call."""
+    source = next(iter(sources.values()), None)
+    root = _compat.root_module(source) if source is not None else None
+    if root is None:
+        return None, None
+    model, call = _compat.outermost_call(root)
+    return model, structure_of(model, *call) if call is not None else structure_of(model)
 
 
 def _first_sight(converted: list[Layer], sources: WeakIdKeyDictionary) -> None:

@@ -10,26 +10,12 @@ import torch
 
 __all__ = ["DEFAULT_SKIP", "FP8Config"]
 
-# Layers kept in bf16 by default, matched with ``re.search`` against the layer's module path.
-# Each pattern is anchored so that it names one family of layers and nothing else: an unanchored
-# "norm" also matches Flux's AdaLN modulation linears (FIELD_NOTES 2.3). AdaLN modulation linears
-# (``norm1.linear``, ``norm1_context.linear``, ``norm.linear`` inside blocks) are converted on
-# purpose: they hold about a quarter of Flux's weights and read one row per sample, so they are
-# the layers where FP8 storage saves the most bytes.
-DEFAULT_SKIP: tuple[str, ...] = (
-    # input embeddings: UNet conv_in, DiT patch / latent / context embedders
-    r"^conv_in$",
-    r"^(x_embedder|context_embedder|patch_embedding)$",
-    r"^(pos_embed|patch_embed)\.proj$",
-    # timestep / guidance / pooled-text embeddings: tiny, and they condition every block
-    r"^(time_embedding|time_text_embed|add_embedding|condition_embedder)\.",
-    # final output projection and the AdaLN that feeds it
-    r"^(conv_out|proj_out)$",
-    r"^norm_out\.",
-    # PEFT LoRA adapter matrices (``to_q.lora_A.default``): small, and swapped, re-weighted or
-    # fused by the user after loading, which needs their original values
-    r"\.lora_(A|B)\.",
-)
+# Layers kept in their dtype by default whatever the model's structure, matched with ``re.search``
+# against the layer's module path: PEFT LoRA adapter matrices (``to_q.lora_A.default``), small,
+# and swapped, re-weighted or fused by the user after loading, which needs their original values.
+# The model's boundary layers (embedders, output projections) are kept by its structure, not by
+# name: see ``keep_boundary`` and fp8pass.structure.
+DEFAULT_SKIP: tuple[str, ...] = (r"\.lora_(A|B)\.",)
 
 _COMPUTES = ("auto", "cast", "scaled_mm")
 _GRANULARITIES = ("channel", "tensor")
@@ -51,8 +37,15 @@ class FP8Config:
         dtype: FP8 storage dtype, ``torch.float8_e4m3fn`` or ``torch.float8_e5m2``.
             Activations are always quantized to e4m3.
         skip: regular expressions; a layer whose module path (``"down_blocks.0.resnets.0.conv1"``)
-            matches any of them with ``re.search`` stays in its original dtype. Replaces the
-            default; extend it with ``skip=(*DEFAULT_SKIP, r"my\\.layer")``.
+            matches any of them with ``re.search`` stays in its original dtype (keep more).
+            Replaces the default; extend it with ``skip=(*DEFAULT_SKIP, r"my\\.layer")``.
+        keep_boundary: keep the model's boundary layers (those that read only the model's inputs,
+            no block's output: patch / context embedders, timestep / guidance / pooled-text
+            embedders; and those that read the blocks' output and feed no block: output
+            projections) in their dtype. Decided from the model's structure, see
+            :mod:`fp8pass.structure`.
+        convert: regular expressions; a boundary layer whose module path matches one converts
+            anyway (convert a boundary layer on purpose).
         min_weight_numel: weights with fewer elements stay in their original dtype.
         release_weights: ``True`` frees the original weight storage once the FP8 copy exists;
             ``"cpu"`` frees it too but keeps a copy in CPU memory, so that :func:`fp8pass.restore`
@@ -74,10 +67,13 @@ class FP8Config:
     granularity: str = "channel"
     dtype: torch.dtype = torch.float8_e4m3fn
     skip: tuple[str, ...] = DEFAULT_SKIP
+    keep_boundary: bool = True
+    convert: tuple[str, ...] = ()
     min_weight_numel: int = 4096
     release_weights: bool | str = True
     fuse_projections: bool = False
     _skip_res: tuple[re.Pattern[str], ...] = field(init=False, repr=False, compare=False)
+    _convert_res: tuple[re.Pattern[str], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         _check_choice("compute", self.compute, _COMPUTES)
@@ -86,17 +82,10 @@ class FP8Config:
             raise ValueError(
                 f"FP8Config.dtype must be one of torch.float8_e4m3fn, torch.float8_e5m2; got {self.dtype!r}"
             )
-        if isinstance(self.skip, str) or not all(isinstance(p, str) for p in self.skip):
-            raise ValueError(
-                "FP8Config.skip must be a sequence of regular-expression strings, "
-                f"e.g. skip=(*DEFAULT_SKIP, r'^proj_out$'); got {self.skip!r}"
-            )
-        compiled = []
-        for pattern in self.skip:
-            try:
-                compiled.append(re.compile(pattern))
-            except re.error as e:
-                raise ValueError(f"FP8Config.skip: {pattern!r} is not a valid regular expression: {e}") from e
+        skip_res = _patterns("skip", self.skip)
+        convert_res = _patterns("convert", self.convert)
+        if not isinstance(self.keep_boundary, bool):
+            raise ValueError(f"FP8Config.keep_boundary must be True or False; got {self.keep_boundary!r}")
         if (
             isinstance(self.min_weight_numel, bool)
             or not isinstance(self.min_weight_numel, int)
@@ -117,7 +106,9 @@ class FP8Config:
                 "different layers cannot share one matmul"
             )
         object.__setattr__(self, "skip", tuple(self.skip))
-        object.__setattr__(self, "_skip_res", tuple(compiled))
+        object.__setattr__(self, "convert", tuple(self.convert))
+        object.__setattr__(self, "_skip_res", skip_res)
+        object.__setattr__(self, "_convert_res", convert_res)
 
     @property
     def storage_key(self) -> tuple[torch.dtype, str]:
@@ -134,6 +125,7 @@ class FP8Config:
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.init}
         out["dtype"] = str(self.dtype).removeprefix("torch.")
         out["skip"] = list(self.skip)
+        out["convert"] = list(self.convert)
         return out
 
     @classmethod
@@ -145,8 +137,9 @@ class FP8Config:
         values = dict(data)
         if "dtype" in values:
             values["dtype"] = getattr(torch, values["dtype"], values["dtype"])
-        if "skip" in values:
-            values["skip"] = tuple(values["skip"])
+        for name in ("skip", "convert"):
+            if name in values:
+                values[name] = tuple(values[name])
         return cls(**values)
 
     def skip_reason(self, name: str) -> str:
@@ -155,6 +148,30 @@ class FP8Config:
             if pattern.search(name):
                 return f"matches skip pattern {pattern.pattern!r}"
         return ""
+
+    def boundary_reason(self, name: str, boundary: str) -> str:
+        """``boundary`` (why the layer ``name`` is a boundary layer, or ``""``) when this config
+        keeps boundary layers and no ``convert`` pattern names the layer; else ``""``."""
+        if not boundary or not self.keep_boundary or any(p.search(name) for p in self._convert_res):
+            return ""
+        return boundary
+
+
+def _patterns(field_name: str, patterns: Any) -> tuple[re.Pattern[str], ...]:
+    if isinstance(patterns, str) or not all(isinstance(p, str) for p in patterns):
+        raise ValueError(
+            f"FP8Config.{field_name} must be a sequence of regular-expression strings, "
+            f"e.g. {field_name}=(r'^proj_out$',); got {patterns!r}"
+        )
+    compiled = []
+    for pattern in patterns:
+        try:
+            compiled.append(re.compile(pattern))
+        except re.error as e:
+            raise ValueError(
+                f"FP8Config.{field_name}: {pattern!r} is not a valid regular expression: {e}"
+            ) from e
+    return tuple(compiled)
 
 
 def _check_choice(field_name: str, value: object, allowed: tuple[str, ...]) -> None:

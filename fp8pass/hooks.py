@@ -31,6 +31,7 @@ from .config import FP8Config
 from .plan import plan_modules
 from .quantize import dequantize_weight, quantize_weight
 from .report import LayerReport, format_report, layer_rows
+from .structure import split_inputs, structure_of
 
 __all__ = ["FP8Hooks", "apply_fp8_hooks"]
 
@@ -95,16 +96,21 @@ class FP8Hooks:
                 _compat.release_storage(stored.param)
 
 
-def apply_fp8_hooks(model: torch.nn.Module, config: FP8Config | None = None) -> FP8Hooks:
+def apply_fp8_hooks(
+    model: torch.nn.Module, config: FP8Config | None = None, example_inputs: Any = None
+) -> FP8Hooks:
     """Store ``model``'s linear and conv weights in FP8 and upcast them around each forward.
 
-    ``config.compute`` is ignored: hooks always compute in the original dtype.
+    ``config.compute`` is ignored: hooks always compute in the original dtype. ``example_inputs``
+    (keyword arguments as a dict, or positional ones) let fp8pass trace the model's structure, so
+    that the hooks keep the same boundary layers as the compiled path (see :mod:`fp8pass.structure`).
     """
     if model in _APPLIED:
         return _APPLIED[model]
     config = config or FP8Config()
     hooks = FP8Hooks(model, config)
-    layers = plan_modules(model, config)
+    structure = structure_of(model, *split_inputs(example_inputs)) if example_inputs is not None else None
+    layers = plan_modules(model, config, structure=structure)
     for layer in layers:
         if not layer.converted:
             continue

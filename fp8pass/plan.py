@@ -20,6 +20,7 @@ import torch.fx as fx
 
 from .config import FP8Config
 from .kinds import COMPUTES, KINDS, UNSUPPORTED, arg, has_fp8_matmul, kind_of_call, kind_of_module
+from .structure import Structure, structure_of
 
 __all__ = [
     "Layer",
@@ -29,6 +30,7 @@ __all__ = [
     "projection_groups",
     "refuse_unloaded_or_training",
     "shared_with_reason",
+    "layer_names",
     "weight_reason",
 ]
 
@@ -72,11 +74,16 @@ class Layer:
         return "; ".join(self.notes)
 
 
-def weight_reason(name: str, w: torch.Tensor, config: FP8Config, check_values: bool = True) -> str:
-    """Why the layer ``name`` with weight ``w`` stays unconverted, or ``""``. The rule shared by
+def weight_reason(
+    name: str, w: torch.Tensor, config: FP8Config, check_values: bool = True, boundary: str = ""
+) -> str:
+    """Why the layer ``name`` with weight ``w`` stays unconverted, or ``""``. ``boundary`` says why
+    the layer is on the model's boundary (:mod:`fp8pass.structure`), if it is. The rule shared by
     both planners, so that every path converts exactly the same layers."""
     if skip := config.skip_reason(name):
         return skip
+    if kept := config.boundary_reason(name, boundary):
+        return kept
     if w.dtype not in _FLOAT_DTYPES:
         return f"weight dtype {w.dtype} is not bfloat16, float16 or float32"
     if w.numel() < config.min_weight_numel:
@@ -98,17 +105,19 @@ def plan(
     graph: fx.Graph,
     params: dict[fx.Node, ParamRef],
     config: FP8Config,
-    module_path: Callable[[fx.Node], str],
+    name_of: Callable[[fx.Node, ParamRef | None], str],
     is_released: Callable[[torch.Tensor], bool] = lambda t: False,
     autocast: dict[fx.Node, dict[str, torch.dtype | None]] | None = None,
+    structure: Structure | None = None,
 ) -> list[Layer]:
     """Find every linear / conv call in ``graph`` and decide whether it converts, and with which
     compute path.
 
-    ``params`` maps placeholders that are module parameters to them; ``module_path(node)`` names the
-    module that made a call; ``is_released(tensor)`` says whether a weight's original storage is
-    gone (its values are then not checked again); ``autocast[node]`` maps device type -> autocast
-    dtype in force at ``node``.
+    ``params`` maps placeholders that are module parameters to them; ``name_of(node, weight)``
+    names the module that made a call (see :func:`layer_names`); ``is_released(tensor)`` says
+    whether a weight's original storage is gone (its values are then not checked again);
+    ``autocast[node]`` maps device type -> autocast dtype in force at ``node``; ``structure`` says
+    which layers are on the model's boundary.
     """
     autocast = autocast or {}
     layers = []
@@ -118,9 +127,9 @@ def plan(
             continue
         weight_node = arg(node, 1, "weight")
         weight = params.get(weight_node) if isinstance(weight_node, fx.Node) else None
-        name = module_path(node) or (weight.path.rpartition(".")[0] if weight else node.name)
-        layer = Layer(name, kind if kind in KINDS else "conv", weight, node=node)
-        layer.reason = _call_reason(layer, kind, config, is_released)
+        layer = Layer(name_of(node, weight), kind if kind in KINDS else "conv", weight, node=node)
+        boundary = structure.reason(weight.tensor) if structure is not None and weight is not None else ""
+        layer.reason = _call_reason(layer, kind, config, is_released, boundary)
         layer.compute_dtype = _autocast_dtype(node, autocast.get(node, {}))
         layers.append(layer)
     _unconvert_shared_uses(layers)
@@ -130,13 +139,15 @@ def plan(
     return layers
 
 
-def _call_reason(layer: Layer, kind: str, config: FP8Config, is_released: Callable[..., bool]) -> str:
+def _call_reason(
+    layer: Layer, kind: str, config: FP8Config, is_released: Callable[..., bool], boundary: str
+) -> str:
     if kind in UNSUPPORTED:
         return UNSUPPORTED[kind][2]
     if layer.weight is None:
         return "weight is computed in the graph, not a module parameter"
     w = layer.weight.tensor
-    if reason := weight_reason(layer.name, w, config, check_values=not is_released(w)):
+    if reason := weight_reason(layer.name, w, config, not is_released(w), boundary):
         return reason
     layer.call_args, why = KINDS[kind].call_args(layer.node, w)
     return why
@@ -187,6 +198,30 @@ def _choose_compute(layer: Layer, config: FP8Config) -> None:
         layer.notes.append(f"cast instead of {wanted}: {why}")
 
 
+def layer_names(model: torch.nn.Module | None, relative: Callable[[fx.Node], str]) -> Callable[..., str]:
+    """``name_of(node, weight)`` for :func:`plan`: the path, in ``model``, of the module that owns
+    the call's weight, so that a layer has one name whatever frame Dynamo compiled (a block under
+    regional compilation, a forward wrapped by context-parallel hooks). ``relative(node)`` (the
+    path Dynamo recorded, relative to the compiled frame) picks among the owners of a shared
+    weight, and names calls whose weight is not a parameter of ``model``."""
+    owners: dict[int, list[str]] = defaultdict(list)
+    for path, module in model.named_modules(remove_duplicate=False) if model is not None else ():
+        for _, p in module.named_parameters(recurse=False, remove_duplicate=False):
+            owners[id(p)].append(path)
+
+    def name_of(node: fx.Node, weight: ParamRef | None) -> str:
+        rel = relative(node)
+        found = owners.get(id(weight.tensor), []) if weight is not None else []
+        for path in found:
+            if path == rel or path.endswith("." + rel):
+                return path
+        if found:
+            return found[0]
+        return rel or (weight.path.rpartition(".")[0] if weight else node.name)
+
+    return name_of
+
+
 def projection_groups(layers: list[Layer]) -> list[list[Layer]]:
     """Converted linears that can run as one matmul: the same input node, the same compute (and
     autocast dtype), distinct weights, and biases that are all parameters or all absent. Groups
@@ -212,12 +247,18 @@ def projection_groups(layers: list[Layer]) -> list[list[Layer]]:
 # -- from the modules -------------------------------------------------------------------------------
 
 
-def plan_modules(model: torch.nn.Module, config: FP8Config, check_values: bool = True) -> list[Layer]:
-    """Decide per linear / conv module of ``model`` with the graph plan's rules, without tracing.
+def plan_modules(
+    model: torch.nn.Module, config: FP8Config, check_values: bool = True, structure: Structure | None = None
+) -> list[Layer]:
+    """Decide per linear / conv module of ``model`` with the graph plan's rules.
 
-    ``check_values=False`` skips the NaN/Inf check (for ``meta`` models). It sees modules, not
-    calls: a weight read by functional code outside its module is the graph plan's to find.
+    ``structure`` (default: :func:`fp8pass.structure.structure_of`, traced once for the model if
+    anything gave it example inputs, else read from the module tree) says which layers are on the
+    boundary. ``check_values=False`` skips the NaN/Inf check (for ``meta`` models). It sees
+    modules, not calls: a weight read by functional code outside its module is the graph plan's
+    to find.
     """
+    structure = structure or structure_of(model)
     layers = []
     for name, module in model.named_modules(remove_duplicate=False):
         kind = kind_of_module(module)
@@ -228,7 +269,8 @@ def plan_modules(model: torch.nn.Module, config: FP8Config, check_values: bool =
         if kind in UNSUPPORTED:
             layer.reason = UNSUPPORTED[kind][2]
         else:
-            layer.reason = weight_reason(name, module.weight, config, check_values) or KINDS[
+            boundary = structure.reason(module.weight)
+            layer.reason = weight_reason(name, module.weight, config, check_values, boundary) or KINDS[
                 kind
             ].module_reason(module)
         layers.append(layer)

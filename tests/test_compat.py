@@ -44,15 +44,21 @@ def test_source_paths_and_module_paths():
     assert _compat._dotted("G['model']._modules['fc']") == "fc"
 
 
-def test_outermost_module_walks_the_call_stack():
-    inner = torch.nn.Linear(2, 2)
+def test_outermost_call_walks_the_module_calls_on_the_stack():
+    seen = {}
+
+    class Inner(torch.nn.Module):
+        def forward(self, x):
+            seen["found"] = _compat.outermost_call(self)
+            return x
+
+    inner = Inner()
     outer = torch.nn.Sequential(inner)
-
-    def called_from(self):  # a frame whose `self` is the outer model, as in its forward
-        return _compat.outermost_module(inner)
-
-    assert called_from(outer) is outer
-    assert _compat.outermost_module(inner) is inner
+    x = torch.ones(2)
+    outer(x, **{})
+    model, (args, kwargs) = seen["found"]
+    assert model is outer and args[0] is x and kwargs == {}
+    assert _compat.outermost_call(inner) == (inner, None)  # not called: nothing on the stack
 
 
 def test_release_and_restore_storage():

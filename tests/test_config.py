@@ -37,49 +37,57 @@ def test_error_lists_allowed_values():
         FP8Config(compute="fast")
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        "conv_in",
-        "conv_out",
-        "proj_out",
-        "x_embedder",
-        "context_embedder",
-        "pos_embed.proj",
-        "patch_embedding",
-        "time_embedding.linear_1",
-        "time_text_embed.timestep_embedder.linear_2",
-        "add_embedding.linear_1",
-        "condition_embedder.time_embedder.linear_1",
-        "norm_out.linear",
-    ],
-)
-def test_default_skip_keeps_input_and_output_layers(name):
-    assert FP8Config().skip_reason(name)
+def test_default_skip_keeps_only_lora_adapters_by_name():
+    """Boundary layers are kept by the model's structure (tests/test_structure.py), not by name:
+    the one default pattern keeps PEFT's LoRA matrices."""
+    c = FP8Config()
+    assert c.skip_reason("transformer_blocks.0.attn.to_q.lora_A.default")
+    for name in ("conv_in", "x_embedder", "proj_out", "transformer_blocks.0.norm1.linear"):
+        assert c.skip_reason(name) == ""
+
+
+def test_boundary_layers_are_kept_unless_converted_on_purpose():
+    why = "input layer: reads only the model's inputs ('timestep'), no block's output"
+    assert FP8Config().boundary_reason("time_embedding.linear_1", why) == why
+    assert FP8Config().boundary_reason("down_blocks.0.resnets.0.conv1", "") == ""
+    assert FP8Config(keep_boundary=False).boundary_reason("time_embedding.linear_1", why) == ""
+    assert FP8Config(convert=(r"^time_embedding\.",)).boundary_reason("time_embedding.linear_1", why) == ""
+    assert FP8Config(convert=(r"^time_embedding\.",)).boundary_reason("conv_in", why) == why
 
 
 @pytest.mark.parametrize(
-    "name",
+    "kwargs, field",
     [
-        # AdaLN modulation linears are converted on purpose (FIELD_NOTES 2.3)
-        "transformer_blocks.0.norm1.linear",
-        "transformer_blocks.0.norm1_context.linear",
-        "single_transformer_blocks.3.norm.linear",
-        # per-block projections share names with the top-level ones
-        "single_transformer_blocks.3.proj_out",
-        "down_blocks.0.attentions.0.proj_in",
-        "down_blocks.0.attentions.0.proj_out",
-        "down_blocks.0.resnets.0.conv1",
-        "down_blocks.0.resnets.0.time_emb_proj",
-        "blocks.0.attn1.to_q",
+        ({"keep_boundary": "yes"}, "keep_boundary"),
+        ({"convert": "conv_in"}, "convert"),
+        ({"convert": ("(",)}, "convert"),
     ],
 )
-def test_default_skip_converts_block_layers(name):
-    assert FP8Config().skip_reason(name) == ""
+def test_boundary_options_are_validated(kwargs, field):
+    with pytest.raises(ValueError, match=re.escape(f"FP8Config.{field}")):
+        FP8Config(**kwargs)
 
 
 def test_skip_is_replaceable_and_extendable():
     c = FP8Config(skip=(*DEFAULT_SKIP, r"\.ff\."))
     assert c.skip_reason("blocks.0.ff.net.2") == r"matches skip pattern '\\.ff\\.'"
-    assert FP8Config(skip=[]).skip_reason("conv_in") == ""
+    assert FP8Config(skip=[]).skip_reason("to_q.lora_A.default") == ""
     assert isinstance(FP8Config(skip=["a"]).skip, tuple)
+
+
+def test_to_dict_and_back_keeps_every_field():
+    c = FP8Config(
+        compute="cast",
+        granularity="tensor",
+        dtype=torch.float8_e5m2,
+        skip=(r"^a$",),
+        keep_boundary=False,
+        convert=(r"^b$",),
+        min_weight_numel=7,
+        release_weights="cpu",
+    )
+    data = c.to_dict()
+    assert data["dtype"] == "float8_e5m2" and data["release_weights"] == "cpu"
+    assert FP8Config.from_dict(data) == c
+    with pytest.raises(ValueError, match="unknown fields \\['nope'\\]"):
+        FP8Config.from_dict({"nope": 1})

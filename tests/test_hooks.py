@@ -22,7 +22,7 @@ def converted_params(model):
 def test_same_layers_bytes_and_scales_as_the_compiled_path(toy, toy_input):
     config = FP8Config(compute="cast")
     hooked = copy.deepcopy(toy)
-    hooks = apply_fp8_hooks(hooked, config)
+    hooks = apply_fp8_hooks(hooked, config, toy_input)  # the inputs trace the structure, as compiling does
     cm, be = compile_fp8(toy, config)
     compiled_out = run(cm, toy_input)
     hooked_out = run(hooked, toy_input)

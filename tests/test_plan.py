@@ -4,7 +4,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from fp8pass import FP8Config, _compat
-from fp8pass.plan import ParamRef, plan
+from fp8pass.plan import ParamRef, layer_names, plan
+from fp8pass.structure import structure_of
 
 from .helpers import BF16, TOY_CONVERTED
 
@@ -19,7 +20,11 @@ def plan_for(model, *inputs, config=None):
         params = {n: ParamRef(t, _compat.source_path(s)) for n, (t, s) in found.items()}
         seen["gm"], seen["inputs"] = gm, example_inputs
         autocast = _compat.autocast_regions(gm.graph)
-        seen["layers"] = plan(gm.graph, params, config or FP8Config(), _compat.module_path, autocast=autocast)
+        names = layer_names(model, _compat.module_path)
+        structure = structure_of(model, inputs, {})
+        seen["layers"] = plan(
+            gm.graph, params, config or FP8Config(), names, autocast=autocast, structure=structure
+        )
         return gm.forward
 
     with torch.no_grad():
@@ -36,8 +41,14 @@ def test_toy_plan(toy, toy_input):
     layers = by_name(layers)
     assert set(layers) == TOY_CONVERTED | {"conv_in", "proj_out"}
     assert {n for n, layer in layers.items() if layer.converted} == TOY_CONVERTED
-    assert layers["conv_in"].reason == "matches skip pattern '^conv_in$'"
-    assert "skip pattern" in layers["proj_out"].reason
+    # the toy has no repeated blocks: its first and last layers are its boundary
+    assert (
+        layers["conv_in"].reason
+        == "input layer: reads only the model's inputs ('x'), no other layer's output"
+    )
+    assert (
+        layers["proj_out"].reason == "output layer: reads the other layers' output and feeds no other layer"
+    )
     assert layers["fc2_tied"].weight.path == "fc2.weight"  # the tied weight is fc2's
     assert layers["conv3d"].kind == "conv" and layers["conv3d"].call_args == (
         [1, 1, 1],
@@ -78,13 +89,14 @@ class Odd(nn.Module):
 def test_every_unconverted_layer_has_its_reason():
     model = Odd().to(BF16).requires_grad_(False)
     inputs = (torch.randn(2, 64, dtype=BF16), torch.randn(1, 16, 4, 4, dtype=BF16))
-    _, _, layers = plan_for(model, *inputs, config=FP8Config(min_weight_numel=2048))
+    config = FP8Config(min_weight_numel=2048, keep_boundary=False, skip=(r"^proj_out$",))
+    _, _, layers = plan_for(model, *inputs, config=config)
     reasons = {la.name: la.reason for la in layers}
     assert reasons["up"] == "transposed convolution is not supported"
     assert reasons["small"] == "weight has 1024 elements, fewer than min_weight_numel=2048"
     assert reasons["read_elsewhere"].startswith("weight is also read by")
     assert reasons["shares_with_skipped"] == (
-        "weight shared with 'proj_out', which stays unconverted (matches skip pattern '^(conv_out|proj_out)$')"
+        "weight shared with 'proj_out', which stays unconverted (matches skip pattern '^proj_out$')"
     )
     assert reasons["nan"] == "weight contains NaN or Inf"
     assert reasons["same_even"] == "padding='same' with an even effective kernel pads asymmetrically"
@@ -114,7 +126,7 @@ class ScaledShapes(nn.Module):
 def test_scaled_mm_falls_back_to_cast_where_shapes_forbid_it():
     model = ScaledShapes().to(BF16).requires_grad_(False)
     inputs = (torch.randn(4, 64, dtype=BF16), torch.randn(1, 64, 4, 4, dtype=BF16))
-    config = FP8Config(compute="scaled_mm", granularity="tensor", min_weight_numel=0)
+    config = FP8Config(compute="scaled_mm", granularity="tensor", min_weight_numel=0, keep_boundary=False)
     _, _, layers = plan_for(model, *inputs, config=config)
     layers = by_name(layers)
     assert layers["ok"].compute == "scaled_mm" and layers["pw"].compute == "scaled_mm"
@@ -125,7 +137,8 @@ def test_scaled_mm_falls_back_to_cast_where_shapes_forbid_it():
 def test_scaled_mm_needs_bf16_activations():
     model = ScaledShapes().float().requires_grad_(False)
     inputs = (torch.randn(4, 64), torch.randn(1, 64, 4, 4))
-    _, _, layers = plan_for(model, *inputs, config=FP8Config(compute="scaled_mm", min_weight_numel=0))
+    config = FP8Config(compute="scaled_mm", min_weight_numel=0, keep_boundary=False)
+    _, _, layers = plan_for(model, *inputs, config=config)
     assert by_name(layers)["ok"].compute == "cast"
     assert "activation is torch.float32" in by_name(layers)["ok"].note
 
@@ -136,7 +149,8 @@ def test_scaled_mm_per_row_falls_back_to_cast_where_torch_lacks_it(monkeypatch):
     monkeypatch.setattr(_compat, "rowwise_scaled_mm_supported", lambda device: False)
     model = ScaledShapes().to(BF16).requires_grad_(False)
     inputs = (torch.randn(4, 64, dtype=BF16), torch.randn(1, 64, 4, 4, dtype=BF16))
-    _, _, layers = plan_for(model, *inputs, config=FP8Config(compute="scaled_mm", min_weight_numel=0))
+    config = FP8Config(compute="scaled_mm", min_weight_numel=0, keep_boundary=False)
+    _, _, layers = plan_for(model, *inputs, config=config)
     ok = by_name(layers)["ok"]
     assert ok.converted and ok.compute == "cast"
     assert "takes no per-row scales on cpu" in ok.note and "granularity='tensor'" in ok.note
@@ -146,5 +160,5 @@ def test_scaled_mm_per_row_falls_back_to_cast_where_torch_lacks_it(monkeypatch):
 def test_other_float_models_convert(dtype):
     model = ScaledShapes().to(dtype).requires_grad_(False)
     inputs = (torch.randn(4, 64, dtype=dtype), torch.randn(1, 64, 4, 4, dtype=dtype))
-    _, _, layers = plan_for(model, *inputs, config=FP8Config(min_weight_numel=0))
+    _, _, layers = plan_for(model, *inputs, config=FP8Config(min_weight_numel=0, keep_boundary=False))
     assert all(la.converted for la in layers)

@@ -8,6 +8,7 @@ from fp8pass import FP8Config
 from fp8pass.bench import zoo
 from fp8pass.metrics import psnr, ssim
 from fp8pass.plan import plan_modules
+from fp8pass.structure import structure_of
 
 from .helpers import assert_converted, compile_fp8, fake_fp8_output, sqnr
 
@@ -85,14 +86,19 @@ def test_tiny_models_compile_fullgraph_under_fp8pass(name, compute):
 
 @pytest.mark.parametrize("name", TINY)
 def test_module_plan_matches_the_graph_plan(name):
-    """The static (module) plan used by hooks, analyze and the supported-models table converts
-    exactly the layers the graph pass converts, for the same reasons."""
+    """The module plan (hooks, analyze, checkpoints, byte counts) converts exactly the layers the
+    graph pass converts, for the same reasons, when both see the model's traced structure; read
+    from the module tree alone (no example inputs: loaders) it converts the same layers."""
     model, inputs = zoo.build(name)
-    static = {(la.name, la.converted, la.reason) for la in plan_modules(model, FP8Config())}
+    untraced = {la.name for la in plan_modules(model, FP8Config()) if la.converted}
+    traced = plan_modules(model, FP8Config(), structure=structure_of(model, (), inputs))
     be = fp8pass.FP8Backend(FP8Config(release_weights=False), inner="eager")
     with torch.no_grad():
         torch.compile(model, backend=be)(**inputs)
-    assert static == {(r.name, r.converted, r.reason) for r in be.report()}
+    assert {(la.name, la.converted, la.reason) for la in traced} == {
+        (r.name, r.converted, r.reason) for r in be.report()
+    }
+    assert untraced == {la.name for la in traced if la.converted}
 
 
 def test_full_size_models_build_on_meta():

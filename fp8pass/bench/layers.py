@@ -52,7 +52,7 @@ class LayerShape:
 def layer_shapes(model_name: str) -> Counter[LayerShape]:
     """Every distinct linear / conv shape of ``model_name`` at its real input shape, with counts."""
     model = zoo.build_model(model_name, "meta")
-    inputs = _to_meta(zoo.build_inputs(model_name, "cpu"))
+    inputs = zoo.build_inputs(model_name, "meta")
     found: Counter[LayerShape] = Counter()
 
     def record(module: torch.nn.Module, args: tuple, out: Any) -> None:
@@ -69,14 +69,6 @@ def layer_shapes(model_name: str) -> Counter[LayerShape]:
     for h in handles:
         h.remove()
     return found
-
-
-def _to_meta(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        return value.to("meta")
-    if isinstance(value, dict):
-        return {k: _to_meta(v) for k, v in value.items()}
-    return value
 
 
 def _functions(shape: LayerShape, device: torch.device) -> dict[str, tuple[Any, tuple]]:

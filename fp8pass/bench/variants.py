@@ -87,17 +87,17 @@ class Result:
 class Variant:
     """How to prepare a variant, whether it runs by default on a device, and why it cannot run."""
 
-    prepare: Callable[[torch.nn.Module, torch.device], Prepared]
+    prepare: Callable[[torch.nn.Module, torch.device, dict], Prepared]
     gpu_only_by_default: bool = False  # max-autotune tuning takes many minutes on a CPU
     unsupported: Callable[[torch.device], str] = lambda device: ""
 
 
-def _bf16_eager(model: torch.nn.Module, device: torch.device) -> Prepared:
+def _bf16_eager(model: torch.nn.Module, device: torch.device, inputs: dict) -> Prepared:
     return model, {}
 
 
 def _compiled(mode: str | None) -> Callable[..., Prepared]:
-    def prepare(model: torch.nn.Module, device: torch.device) -> Prepared:
+    def prepare(model: torch.nn.Module, device: torch.device, inputs: dict) -> Prepared:
         return torch.compile(model, mode=mode), {}
 
     return prepare
@@ -106,7 +106,7 @@ def _compiled(mode: str | None) -> Callable[..., Prepared]:
 def _fp8pass(
     compute: str, granularity: str = "channel", mode: str | None = None, fuse: bool = False
 ) -> Callable[..., Prepared]:
-    def prepare(model: torch.nn.Module, device: torch.device) -> Prepared:
+    def prepare(model: torch.nn.Module, device: torch.device, inputs: dict) -> Prepared:
         config = FP8Config(compute=compute, granularity=granularity, fuse_projections=fuse)
         be = FP8Backend(config, mode=mode)
         return torch.compile(model, backend=be), {"report": be.report}
@@ -114,21 +114,21 @@ def _fp8pass(
     return prepare
 
 
-def _fp8_hooks(model: torch.nn.Module, device: torch.device) -> Prepared:
-    hooks = apply_fp8_hooks(model, FP8Config())
+def _fp8_hooks(model: torch.nn.Module, device: torch.device, inputs: dict) -> Prepared:
+    hooks = apply_fp8_hooks(model, FP8Config(), inputs)  # the inputs trace the model's structure
     return model, {
         "report": hooks.report,
         "extra": hooks.stored_tensors,
     }
 
 
-def _diffusers_hooks(model: torch.nn.Module, device: torch.device) -> Prepared:
+def _diffusers_hooks(model: torch.nn.Module, device: torch.device, inputs: dict) -> Prepared:
     model.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=torch.bfloat16)
     return model, {}
 
 
 def _torchao(kind: str) -> Callable[..., Prepared]:
-    def prepare(model: torch.nn.Module, device: torch.device) -> Prepared:
+    def prepare(model: torch.nn.Module, device: torch.device, inputs: dict) -> Prepared:
         from torchao.quantization import (
             Float8DynamicActivationFloat8WeightConfig,
             Float8WeightOnlyConfig,
@@ -279,7 +279,7 @@ def _prepare(name: str, model_name: str, dev: torch.device, inputs: dict, warmup
     model = fn = None
     try:
         model = zoo.build_model(model_name, dev)
-        fn, info = variant.prepare(model, dev)
+        fn, info = variant.prepare(model, dev, inputs)
         with _cold_compiles():
             t0 = time.perf_counter()
             out = _step(fn, inputs)

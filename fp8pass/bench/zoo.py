@@ -18,16 +18,21 @@ from typing import Any
 import torch
 from torch.overrides import TorchFunctionMode
 
+from ..sources import pretrained_dtype
+
 __all__ = [
     "MODELS",
     "ZooModel",
     "build",
+    "build_entry",
     "build_from_config",
     "build_inputs",
     "build_model",
+    "entry_inputs",
     "build_pipeline",
     "init_weights",
     "match_pretrained_dtypes",
+    "seeded_randn",
 ]
 
 
@@ -48,14 +53,14 @@ def _unet_inputs(
 ):
     def make(g: torch.Generator, device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
         out = {
-            "sample": _randn((batch, 4, latent, latent), g, device, dtype),
+            "sample": seeded_randn((batch, 4, latent, latent), g, device, dtype),
             "timestep": torch.full((batch,), 500, device=device),
-            "encoder_hidden_states": _randn((batch, text_len, text_dim), g, device, dtype),
+            "encoder_hidden_states": seeded_randn((batch, text_len, text_dim), g, device, dtype),
         }
         if text_time:
             pooled, n_time = text_time
             out["added_cond_kwargs"] = {
-                "text_embeds": _randn((batch, pooled), g, device, dtype),
+                "text_embeds": seeded_randn((batch, pooled), g, device, dtype),
                 "time_ids": torch.tensor(
                     [[1024, 1024, 0, 0, 1024, 1024][:n_time]] * batch, device=device, dtype=dtype
                 ),
@@ -73,9 +78,9 @@ def _flux_inputs(image_tokens: int, text_tokens: int, channels: int, text_dim: i
         )
         img_ids = torch.cat([torch.zeros(image_tokens, 1), ids.float()], dim=1).to(device)
         return {
-            "hidden_states": _randn((1, image_tokens, channels), g, device, dtype),
-            "encoder_hidden_states": _randn((1, text_tokens, text_dim), g, device, dtype),
-            "pooled_projections": _randn((1, pooled), g, device, dtype),
+            "hidden_states": seeded_randn((1, image_tokens, channels), g, device, dtype),
+            "encoder_hidden_states": seeded_randn((1, text_tokens, text_dim), g, device, dtype),
+            "pooled_projections": seeded_randn((1, pooled), g, device, dtype),
             "timestep": torch.tensor([0.5], device=device, dtype=dtype),
             "img_ids": img_ids,
             "txt_ids": torch.zeros(text_tokens, 3, device=device),
@@ -88,9 +93,9 @@ def _flux_inputs(image_tokens: int, text_tokens: int, channels: int, text_dim: i
 def _sd3_inputs(latent: int, text_tokens: int, text_dim: int, pooled: int):
     def make(g: torch.Generator, device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
         return {
-            "hidden_states": _randn((1, 16, latent, latent), g, device, dtype),
-            "encoder_hidden_states": _randn((1, text_tokens, text_dim), g, device, dtype),
-            "pooled_projections": _randn((1, pooled), g, device, dtype),
+            "hidden_states": seeded_randn((1, 16, latent, latent), g, device, dtype),
+            "encoder_hidden_states": seeded_randn((1, text_tokens, text_dim), g, device, dtype),
+            "pooled_projections": seeded_randn((1, pooled), g, device, dtype),
             "timestep": torch.tensor([500.0], device=device, dtype=dtype),
         }
 
@@ -100,17 +105,19 @@ def _sd3_inputs(latent: int, text_tokens: int, text_dim: int, pooled: int):
 def _wan_inputs(frames: int, height: int, width: int, text_tokens: int, text_dim: int):
     def make(g: torch.Generator, device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
         return {
-            "hidden_states": _randn((1, 16, frames, height, width), g, device, dtype),
+            "hidden_states": seeded_randn((1, 16, frames, height, width), g, device, dtype),
             "timestep": torch.tensor([500], device=device),
-            "encoder_hidden_states": _randn((1, text_tokens, text_dim), g, device, dtype),
+            "encoder_hidden_states": seeded_randn((1, text_tokens, text_dim), g, device, dtype),
         }
 
     return make
 
 
-def _randn(
+def seeded_randn(
     shape: tuple[int, ...], g: torch.Generator, device: torch.device, dtype: torch.dtype
 ) -> torch.Tensor:
+    """``torch.randn`` drawn from ``g`` (on its own device), then moved to ``device`` in ``dtype``:
+    the same values whatever the target device."""
     return torch.randn(shape, generator=g, device=g.device).to(device, dtype)
 
 
@@ -355,13 +362,12 @@ def match_pretrained_dtypes(model: torch.nn.Module, dtype: torch.dtype) -> None:
     parameters and persistent buffers in ``dtype``, except those under the class's
     ``_keep_in_fp32_modules``, which stay float32; buffers the constructor computes and does not
     save keep theirs."""
-    keep = getattr(model, "_keep_in_fp32_modules", None) or []
     saved = set(model.state_dict(keep_vars=True))
     with torch.no_grad():
         for name, t in [*model.named_parameters(), *model.named_buffers()]:
             if not t.is_floating_point() or name not in saved:
                 continue
-            want = torch.float32 if any(m in name.split(".") for m in keep) else dtype
+            want = pretrained_dtype(model, name, dtype)
             if t.dtype != want:
                 module_name, _, attr = name.rpartition(".")
                 module = model.get_submodule(module_name)
@@ -374,14 +380,42 @@ def match_pretrained_dtypes(model: torch.nn.Module, dtype: torch.dtype) -> None:
 def build_inputs(
     name: str, device: str | torch.device = "cpu", dtype: torch.dtype = torch.bfloat16, seed: int = 1
 ) -> dict[str, Any]:
-    """Keyword arguments for the denoiser's forward at the model's real shape."""
-    g = torch.Generator(device=torch.device(device)).manual_seed(seed)
-    return _entry(name).inputs(g, torch.device(device), dtype)
+    """Keyword arguments for the denoiser's forward at the model's real shape (on ``meta``: the
+    same shapes and dtypes, no values; what tracing a model's structure on ``meta`` needs)."""
+    return entry_inputs(_entry(name), device, dtype, seed)
+
+
+def entry_inputs(
+    entry: ZooModel, device: str | torch.device = "cpu", dtype: torch.dtype = torch.bfloat16, seed: int = 1
+) -> dict[str, Any]:
+    device = torch.device(device)
+    if device.type == "meta":
+        return _to_meta(entry_inputs(entry, "cpu", dtype, seed))
+    g = torch.Generator(device=device).manual_seed(seed)
+    return entry.inputs(g, device, dtype)
+
+
+def _to_meta(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.to("meta")
+    if isinstance(value, dict):
+        return {k: _to_meta(v) for k, v in value.items()}
+    if isinstance(value, (tuple, list)):
+        return type(value)(_to_meta(v) for v in value)
+    return value
 
 
 def build(name: str, device: str | torch.device = "cpu", dtype: torch.dtype = torch.bfloat16, seed: int = 0):
     """``(model, inputs)`` for ``name``."""
-    return build_model(name, device, dtype, seed), build_inputs(name, device, dtype, seed + 1)
+    return build_entry(_entry(name), device, dtype, seed)
+
+
+def build_entry(
+    entry: ZooModel, device: str | torch.device = "cpu", dtype: torch.dtype = torch.bfloat16, seed: int = 0
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """``(model, inputs)`` for any :class:`ZooModel` (the zoo's, or the catalogue's)."""
+    model = build_from_config(entry.cls, entry.config, device, dtype, seed)
+    return model, entry_inputs(entry, device, dtype, seed + 1)
 
 
 #: Weight statistics of :func:`init_weights`, chosen to look like trained checkpoints where it
@@ -492,8 +526,8 @@ def build_pipeline(
             transformer=denoiser,
         )
         call = {
-            "prompt_embeds": _randn((1, 8, 64), g, dev, dtype),
-            "pooled_prompt_embeds": _randn((1, 32), g, dev, dtype),
+            "prompt_embeds": seeded_randn((1, 8, 64), g, dev, dtype),
+            "pooled_prompt_embeds": seeded_randn((1, 32), g, dev, dtype),
             "guidance_scale": 3.5,
         }
     else:
@@ -508,8 +542,8 @@ def build_pipeline(
             requires_safety_checker=False,
         )
         call = {
-            "prompt_embeds": _randn((1, 8, 64), g, dev, dtype),
-            "negative_prompt_embeds": _randn((1, 8, 64), g, dev, dtype),
+            "prompt_embeds": seeded_randn((1, 8, 64), g, dev, dtype),
+            "negative_prompt_embeds": seeded_randn((1, 8, 64), g, dev, dtype),
             "guidance_scale": 7.5,
         }
     pipe.set_progress_bar_config(disable=True)

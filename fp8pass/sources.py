@@ -1,0 +1,160 @@
+"""The checkpoints users have, read one tensor at a time.
+
+:func:`open_checkpoint` takes a diffusers model folder (``config.json`` and
+``diffusion_pytorch_model*.safetensors``, sharded with an index or not, in bf16 / fp16 / fp32) or a
+single safetensors file, checks every file's header (a truncated file fails here), and recognises
+what the tensors are:
+
+- ``fp8pass``: written by :func:`fp8pass.save_fp8` (``NAME.fp8`` + ``NAME.fp8_scale``);
+- ``comfy-scaled`` (ComfyUI's "fp8 scaled" files, older naming): a ``scaled_fp8`` marker tensor
+  (its dtype is the storage dtype; float32 means e4m3fn) and ``LAYER.scale_weight`` (float32, 0-d or
+  [1]) beside each FP8 ``LAYER.weight``; ``LAYER.scale_input`` (a static activation scale) is
+  not used;
+- ``comfy-quant`` (ComfyUI's newer naming): ``LAYER.weight_scale`` beside each FP8 weight, and a
+  ``LAYER.comfy_quant`` uint8 tensor holding JSON (``{"format": "float8_e4m3fn"}``) or the header's
+  ``_quantization_metadata``; ``LAYER.input_scale`` is not used. A ``weight_scale`` of shape [N] is
+  a per-row scale (diffusers' BFL "fp8r" files name it the same);
+- ``fp8``: plain FP8 weights with no scale (scale 1), possibly FP8 biases and norms too;
+- ``float``: bf16 / fp16 / fp32 tensors.
+
+A weight is FP8 by its dtype, not by a scale beside it (some files carry scales on bf16 layers).
+Every dequantization is ``fp8.float() * scale``, per tensor or per row.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .safetensors_io import read_header
+
+__all__ = ["Checkpoint", "open_checkpoint", "pretrained_dtype"]
+
+FP8_DTYPES = (torch.float8_e4m3fn, torch.float8_e5m2)
+_WEIGHTS = "diffusion_pytorch_model"
+_SCALE_SUFFIXES = (".scale_weight", ".weight_scale")
+_IGNORED_SUFFIXES = (".scale_input", ".input_scale", ".comfy_quant")
+
+
+@dataclass
+class Checkpoint:
+    """Tensors by key across a checkpoint's files; FP8 weights with their scales set apart.
+
+    ``tensors``: key -> (dtype, shape) for every tensor but scales and markers, keys with the
+    common prefix (``model.diffusion_model.``) removed. ``scales``: FP8 weight key -> its scale's key.
+    """
+
+    paths: list[Path]
+    layout: str
+    tensors: dict[str, tuple[torch.dtype, tuple[int, ...]]] = field(default_factory=dict)
+    scales: dict[str, str] = field(default_factory=dict)
+    metadata: dict[str, str] = field(default_factory=dict)
+    prefix: str = ""
+    _where: dict[str, Path] = field(default_factory=dict, repr=False)  # stored key -> its file
+    _files: dict[Path, object] = field(default_factory=dict, repr=False)
+
+    def is_fp8(self, key: str) -> bool:
+        return self.tensors[key][0] in FP8_DTYPES
+
+    def read(self, key: str) -> torch.Tensor:
+        """The tensor as stored (FP8 stays FP8)."""
+        return self._raw(self.prefix + key)
+
+    def scale(self, key: str) -> torch.Tensor | None:
+        """The float32 scale of FP8 weight ``key`` (0-d per tensor, [N] per row), None for scale 1."""
+        scale_key = self.scales.get(key)
+        if scale_key is None:
+            return None
+        t = self._raw(scale_key).float()
+        return t.reshape(()) if t.numel() == 1 else t.reshape(-1)
+
+    def read_dequantized(self, key: str) -> torch.Tensor:
+        """The tensor in float32 if it is FP8 (times its scale), else as stored."""
+        t = self.read(key)
+        if t.dtype not in FP8_DTYPES:
+            return t
+        scale = self.scale(key)
+        t = t.float()
+        if scale is None:
+            return t
+        return t * (scale.view(-1, *[1] * (t.dim() - 1)) if scale.dim() else scale)
+
+    def file_of(self, key: str) -> Path:
+        return self._where[self.prefix + key]
+
+    def close(self) -> None:
+        for f in self._files.values():
+            f.__exit__(None, None, None)
+        self._files.clear()
+
+    def _raw(self, stored_key: str) -> torch.Tensor:
+        from safetensors import safe_open
+
+        path = self._where[stored_key]
+        if path not in self._files:
+            self._files[path] = safe_open(str(path), framework="pt", device="cpu").__enter__()
+        return self._files[path].get_tensor(stored_key)
+
+
+def checkpoint_files(source: str | Path) -> list[Path]:
+    """The safetensors files of a checkpoint: a file, or a diffusers model folder (sharded with
+    ``diffusion_pytorch_model.safetensors.index.json``, or one ``diffusion_pytorch_model.safetensors``)."""
+    path = Path(source)
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path}: no such file or folder")
+    index = path / f"{_WEIGHTS}.safetensors.index.json"
+    if index.is_file():
+        weight_map = json.loads(index.read_text()).get("weight_map", {})
+        files = sorted({path / name for name in weight_map.values()})
+        if missing := [f for f in files if not f.is_file()]:
+            raise FileNotFoundError(f"{index} names {missing[0].name}, which is not in {path}")
+        return files
+    single = path / f"{_WEIGHTS}.safetensors"
+    if single.is_file():
+        return [single]
+    found = sorted(path.glob("*.safetensors"))
+    if len(found) == 1:
+        return found
+    raise FileNotFoundError(
+        f"{path}: no {_WEIGHTS}.safetensors, no {index.name}, and {len(found)} other .safetensors files"
+    )
+
+
+def open_checkpoint(source: str | Path) -> Checkpoint:
+    """Read every header of ``source`` (checked against the file sizes) and recognise its layout."""
+    from .keymap import strip_prefix
+
+    headers = [read_header(p) for p in checkpoint_files(source)]
+    metadata = {k: v for h in headers for k, v in h.metadata.items()}
+    stored = {k: (d, s) for h in headers for k, (d, s) in h.tensors.items()}
+    where = {k: h.path for h in headers for k in h.tensors}
+    paths = [h.path for h in headers]
+    if metadata.get("format", "").startswith("fp8pass"):
+        return Checkpoint(paths, "fp8pass", dict(stored), metadata=metadata, _where=where)
+    prefix, stripped = strip_prefix(list(stored))
+    ckpt = Checkpoint(paths, "float", metadata=metadata, prefix=prefix, _where=where)
+    markers = [k for k in stripped if k == "scaled_fp8" or k.endswith(".scaled_fp8")]
+    for key, full in stripped.items():
+        if key not in markers and not key.endswith((*_IGNORED_SUFFIXES, *_SCALE_SUFFIXES)):
+            ckpt.tensors[key] = stored[full]
+    for key, full in stripped.items():
+        for suffix in _SCALE_SUFFIXES:
+            weight = key.removesuffix(suffix) + ".weight"
+            if key.endswith(suffix) and weight in ckpt.tensors and ckpt.is_fp8(weight):
+                ckpt.scales[weight] = full  # a scale beside a bf16 weight is a dummy: ignored
+    quant = any(k.endswith(".comfy_quant") for k in stripped) or "_quantization_metadata" in metadata
+    fp8 = any(ckpt.is_fp8(k) for k in ckpt.tensors)
+    ckpt.layout = "comfy-scaled" if markers else "comfy-quant" if quant else "fp8" if fp8 else "float"
+    return ckpt
+
+
+def pretrained_dtype(model: torch.nn.Module, name: str, dtype: torch.dtype) -> torch.dtype:
+    """The dtype ``from_pretrained(torch_dtype=dtype)`` gives the floating tensor ``name`` of
+    ``model``: ``dtype``, or float32 under the class's ``_keep_in_fp32_modules``."""
+    keep = getattr(model, "_keep_in_fp32_modules", None) or []
+    return torch.float32 if any(m in name.split(".") for m in keep) else dtype
