@@ -423,22 +423,36 @@ def scaled_mm(
 def inductor_compiler(
     mode: str | None, options: dict[str, Any] | None, decompositions: dict[Any, Callable[..., Any]]
 ) -> Callable[[fx.GraphModule, list[Any]], Any]:
-    """Inductor with ``torch.compile``'s ``mode``/``options`` semantics plus extra decompositions.
+    """Inductor with ``torch.compile``'s ``mode``/``options`` semantics plus fp8pass's decompositions.
 
-    ``compile_fx(..., config_patches=, decompositions=)`` and ``select_decomp_table`` are
-    internal; checked on torch 2.13.0 and 2.11.0 (CPU).
+    The decompositions go into Inductor's own table (:func:`_add_to_inductor_decompositions`)
+    rather than ``compile_fx(decompositions=...)``: a table passed there becomes part of the FX
+    graph cache key, and holds functions the cache cannot pickle, so every compile bypassed the
+    FX graph cache and the AOTAutograd cache (a second process compiled from scratch). Our ops
+    occur only in our graphs, so adding them to the global table changes nothing else.
+    ``compile_fx(..., config_patches=)`` is internal; checked on torch 2.13.0 and 2.11.0 (CPU).
     """
     from torch._inductor import list_mode_options
     from torch._inductor.compile_fx import compile_fx
-    from torch._inductor.decomposition import select_decomp_table
 
     patches = {**(list_mode_options(mode) if mode else {}), **(options or {})}
-    table = {**select_decomp_table(), **decompositions}
+    _add_to_inductor_decompositions(decompositions)
 
     def compile_(gm: fx.GraphModule, example_inputs: list[Any]) -> Any:
-        return compile_fx(gm, example_inputs, config_patches=patches, decompositions=table)
+        return compile_fx(gm, example_inputs, config_patches=patches)
 
     return compile_
+
+
+def _add_to_inductor_decompositions(decompositions: dict[Any, Callable[..., Any]]) -> None:
+    """``torch._inductor.decomposition.decompositions`` (the table ``select_decomp_table`` builds
+    from) and its cached copy ``fast_random_decomps``. Checked on torch 2.13.0 and 2.11.0."""
+    from torch._inductor import decomposition
+
+    missing = {op: fn for op, fn in decompositions.items() if decomposition.decompositions.get(op) is not fn}
+    if missing:
+        decomposition.decompositions.update(missing)
+        decomposition.fast_random_decomps.cache_clear()
 
 
 def aot_eager_compiler(decompositions: dict[Any, Callable[..., Any]]) -> Callable[..., Any]:

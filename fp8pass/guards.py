@@ -5,7 +5,8 @@ but its memory is gone: a raw read (``w.clone()``, ``w + 1``, ``w.data += delta`
 freed memory and crash the process. Every way into it that fp8pass can see is closed with an
 error that names the layer and the fix:
 
-- calling a module that owns the weight (forward pre-hook), taking or loading its state dict;
+- calling a module that owns the weight (forward pre-hook) or loading a state dict into it; its
+  ``state_dict()`` lists the key, with the released parameter itself as the value (below);
 - ``.to()`` / ``.cuda()`` / ``.float()`` / ``.half()`` on it or any module above it (``_apply``
   shadowed on the instance), refused before anything moves; a move to where the model already
   is (``pipe.to("cuda")`` twice) is allowed;
@@ -61,8 +62,8 @@ class _Watched:
 
     @property
     def data(self) -> torch.Tensor:
-        if _compat.is_released(self):
-            raise RuntimeError(_released_message(self, "read or write .data of"))
+        if _compat.is_released(self):  # metadata only (diffusers' LoRA loader reads .data.shape)
+            return _ReleasedData.of(self)
         return _compat.tensor_data(self)
 
     @data.setter
@@ -90,6 +91,65 @@ class _Watched:
         if _compat.is_released(self):
             raise RuntimeError(_released_message(self, "pickle or save"))
         return super().__reduce_ex__(protocol)
+
+
+class _ReleasedData(torch.Tensor):
+    """What ``.data`` of a released parameter gives: it answers shape, dtype, device and the like
+    (code such as diffusers' LoRA loader walks every ``module.weight.data.shape``), and refuses
+    everything that would touch values, with the parameter's name, instead of reading freed memory.
+    Backed by a ``meta`` tensor: it holds no memory."""
+
+    _param: Any
+
+    @staticmethod
+    def of(param: torch.Tensor) -> _ReleasedData:
+        view = torch.empty(param.shape, dtype=param.dtype, device="meta").as_subclass(_ReleasedData)
+        view._param = param
+        return view
+
+    @classmethod
+    def __torch_function__(cls, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        name = (
+            getattr(getattr(func, "__self__", None), "__name__", "")
+            if func.__name__ == "__get__"
+            else func.__name__
+        )
+        param = args[0]._param if args and isinstance(args[0], _ReleasedData) else None
+        if param is None or name not in _METADATA:
+            owner = (
+                param if param is not None else next(a._param for a in args if isinstance(a, _ReleasedData))
+            )
+            raise RuntimeError(_released_message(owner, f"use the data ({name}) of"))
+        if name == "device":
+            return param.device
+        return (
+            getattr(param, name)
+            if name in ("shape", "dtype", "ndim", "requires_grad", "layout")
+            else func(
+                *[a.as_subclass(torch.Tensor) if isinstance(a, _ReleasedData) else a for a in args],
+                **(kwargs or {}),
+            )
+        )
+
+
+_METADATA = {
+    "shape",
+    "dtype",
+    "device",
+    "ndim",
+    "layout",
+    "requires_grad",
+    "size",
+    "dim",
+    "numel",
+    "nelement",
+    "element_size",
+    "is_floating_point",
+    "is_complex",
+    "stride",
+    "is_contiguous",
+    "__len__",
+}
 
 
 def _released_message(param: Any, action: str) -> str:
@@ -145,7 +205,7 @@ def guard_eager_use(root: torch.nn.Module, param: torch.Tensor) -> None:
         if module not in _GUARDED:
             _GUARDED[module] = [
                 module.register_forward_pre_hook(functools.partial(_refuse_eager_call, label)),
-                module.register_state_dict_pre_hook(functools.partial(_refuse_state_dict, label)),
+                module.register_state_dict_post_hook(_released_entries),
                 module.register_load_state_dict_pre_hook(functools.partial(_refuse_load_state_dict, label)),
             ]
 
@@ -205,12 +265,13 @@ def _refuse_eager_call(name: str, module: torch.nn.Module, args: Any) -> None:
     )
 
 
-def _refuse_state_dict(name: str, module: torch.nn.Module, prefix: str, keep_vars: bool) -> None:
-    raise RuntimeError(
-        f"fp8pass: cannot take the state_dict of '{name}': its original weight was released when "
-        "fp8pass converted it to FP8. Save the model before compiling it, save its FP8 weights with "
-        "fp8pass.save_fp8(model, path, backend), or compile with FP8Config(release_weights=False)."
-    )
+def _released_entries(module: torch.nn.Module, state: dict, prefix: str, local_metadata: dict) -> None:
+    """``state_dict()`` lists every key (LoRA hot-swapping and key checks need them all), but a
+    released weight's entry is the parameter itself, of the watched class, whose data reads,
+    copies and pickling refuse clearly, instead of a detached alias of freed memory."""
+    for name, param in module.named_parameters(recurse=False):
+        if _compat.is_released(param):
+            state[prefix + name] = param
 
 
 def _refuse_load_state_dict(name: str, module: torch.nn.Module, *args: Any) -> None:

@@ -1,5 +1,6 @@
 import copy
 import dataclasses
+import io
 import re
 import subprocess
 import sys
@@ -10,7 +11,7 @@ import torch.nn as nn
 from torch._inductor.utils import run_and_get_code
 
 import fp8pass
-from fp8pass import FP8Backend, FP8Config, store
+from fp8pass import FP8Backend, FP8Config, _compat, store
 from fp8pass.bench import zoo
 from fp8pass.kinds import has_fp8_matmul
 
@@ -151,8 +152,12 @@ def test_eager_call_after_conversion_is_refused_clearly(toy, toy_input):
         RuntimeError, match=r"fp8pass: 'conv' \(Conv2d\) cannot run eagerly.*release_weights=False"
     ):
         run(toy, toy_input)
-    with pytest.raises(RuntimeError, match="cannot take the state_dict of 'conv'"):
-        toy.state_dict()
+    state = toy.state_dict()  # every key is there (LoRA hot-swapping reads them) ...
+    assert set(state) == {n for n, _ in toy.named_parameters(remove_duplicate=False)}
+    assert state["conv.weight"] is toy.conv.weight
+    with pytest.raises(RuntimeError, match="cannot pickle or save 'conv.weight'"):  # ... but no released data
+        torch.save(state, io.BytesIO())
+    assert not _compat.is_released(state["conv_in.weight"])  # kept weights are as usual
     for move in (lambda: toy.to(torch.float16), lambda: toy.float()):
         with pytest.raises(
             RuntimeError, match=r"cannot move or cast the model \(.to\(\).*weight of '(conv|fc1)\.weight'"

@@ -1,0 +1,101 @@
+"""Compile cost: a second process gains from Inductor's caches as plain Inductor does, portable
+cache artifacts carry a compile to a fresh machine, and changing resolutions makes a bounded
+number of graphs. (The timings themselves are benchmarks/compile_cost.py's, not a test's.)"""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from fp8pass import FP8Backend, FP8Config
+from fp8pass.bench import zoo
+
+# Compiles the toy with fp8pass's Inductor backend in a fresh process and prints Inductor's and
+# AOTAutograd's cache counters; with SAVE / LOAD it writes / reads torch.compiler's portable
+# cache artifacts.
+_CHILD = """
+import json, os, sys, torch
+from torch._dynamo.utils import counters
+from fp8pass import FP8Backend
+if os.environ.get("LOAD"):
+    torch.compiler.load_cache_artifacts(open(os.environ["LOAD"], "rb").read())
+torch.manual_seed(0)
+block = lambda: torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.GELU(), torch.nn.Linear(128, 64))
+model = torch.nn.Sequential(*(block() for _ in range(2))).to(torch.bfloat16).requires_grad_(False)
+with torch.no_grad():
+    torch.compile(model, backend=FP8Backend())(torch.randn(8, 64, dtype=torch.bfloat16))
+if os.environ.get("SAVE"):
+    artifacts, _ = torch.compiler.save_cache_artifacts()
+    open(os.environ["SAVE"], "wb").write(artifacts)
+print(json.dumps({k: dict(counters[k]) for k in ("inductor", "aot_autograd")}))
+"""
+
+
+def _compile_in_a_fresh_process(cache_dir, **env):
+    run = subprocess.run(
+        [sys.executable, "-c", _CHILD],
+        env={**__import__("os").environ, "TORCHINDUCTOR_CACHE_DIR": str(cache_dir), **env},
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.inductor
+def test_a_second_process_and_portable_artifacts_hit_inductors_caches(tmp_path):
+    """fp8pass used to hand Inductor its decompositions as a compile_fx argument, which made every
+    compile bypass the FX graph cache and the AOTAutograd cache; now a second process compiles from
+    them, as plain Inductor does, and torch.compiler's portable cache artifacts (saved after a
+    compile, loaded where the cache directory is empty: another machine) warm a fresh process."""
+    artifacts = tmp_path / "fp8pass.bin"
+    first = _compile_in_a_fresh_process(tmp_path / "cache", SAVE=str(artifacts))
+    assert first["inductor"].get("fxgraph_cache_miss") and first["aot_autograd"].get("autograd_cache_saved")
+    for warm in (
+        _compile_in_a_fresh_process(tmp_path / "cache"),
+        _compile_in_a_fresh_process(tmp_path / "elsewhere", LOAD=str(artifacts)),
+    ):
+        assert warm["aot_autograd"].get("autograd_cache_hit") == 1, warm
+        assert not warm["inductor"].get("fxgraph_cache_bypass") and not warm["aot_autograd"].get(
+            "autograd_cache_miss"
+        )
+
+
+@pytest.mark.parametrize(
+    "name, sizes", [("flux-dev-tiny", (64, 144, 256))]
+)  # UNets: benchmarks/compile_cost.py
+def test_resolution_changes_compile_a_bounded_number_of_graphs(name, sizes):
+    """Three resolutions: Dynamo compiles the first shape static and the second as a dynamic graph
+    that the third reuses: two graphs, for fp8pass as for plain compilation, with every weight
+    quantized once."""
+    model, inputs = zoo.build(name)
+    be = FP8Backend(FP8Config(), inner="aot_eager")
+    cm = torch.compile(model, backend=be)
+    plain = torch.compile(zoo.build_model(name), backend="aot_eager")
+    torch._dynamo.utils.counters.clear()
+    for size in sizes:
+        shaped = _at_size(name, inputs, size)
+        with torch.no_grad():
+            cm(**shaped)
+            plain(**shaped)
+    assert be.num_graphs == 2
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 4  # 2 for fp8pass, 2 for plain
+    assert be.num_quantized == len({r.weight for r in be.report() if r.converted})
+
+
+def _at_size(name, inputs, size):
+    """Inputs at another resolution: image tokens for Flux (size = tokens), latents for a UNet."""
+    out = dict(inputs)
+    if name.startswith("flux"):
+        side = int(size**0.5)
+        out["hidden_states"] = torch.randn(1, size, inputs["hidden_states"].shape[-1], dtype=torch.bfloat16)
+        ids = torch.stack(torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij"), -1).reshape(
+            -1, 2
+        )
+        out["img_ids"] = torch.cat([torch.zeros(size, 1), ids.float()], dim=1)
+    else:
+        b, c = inputs["sample"].shape[:2]
+        out["sample"] = torch.randn(b, c, size, size, dtype=torch.bfloat16)
+    return out
