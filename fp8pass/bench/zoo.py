@@ -27,6 +27,7 @@ __all__ = [
     "build_entry",
     "build_from_config",
     "build_inputs",
+    "build_module",
     "build_model",
     "entry_inputs",
     "build_pipeline",
@@ -345,14 +346,27 @@ def build_from_config(
     import diffusers
 
     cls = getattr(diffusers, cls) if isinstance(cls, str) else cls
+    return build_module(lambda: cls(**config), device, dtype, seed)
+
+
+def build_module(
+    make: Callable[[], torch.nn.Module],
+    device: str | torch.device,
+    dtype: torch.dtype,
+    seed: int = 0,
+    match_dtypes: Callable[[torch.nn.Module, torch.dtype], None] | None = None,
+) -> torch.nn.Module:
+    """:func:`build_from_config` for any constructor ``make`` (a transformers model takes a config
+    object, not keywords), with ``match_dtypes`` (default :func:`match_pretrained_dtypes`, the
+    diffusers rule) laying the tensors out as that library's ``from_pretrained`` would."""
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
     try:
         with torch.device(device), _SkipParameterInit():
-            model = cls(**config)
+            model = make()
     finally:
         torch.set_default_dtype(previous)
-    match_pretrained_dtypes(model, dtype)
+    (match_dtypes or match_pretrained_dtypes)(model, dtype)
     init_weights(model, seed)
     return model.eval().requires_grad_(False)
 
