@@ -155,6 +155,14 @@ def open_checkpoint(source: str | Path) -> Checkpoint:
 
 def pretrained_dtype(model: torch.nn.Module, name: str, dtype: torch.dtype) -> torch.dtype:
     """The dtype ``from_pretrained(torch_dtype=dtype)`` gives the floating tensor ``name`` of
-    ``model``: ``dtype``, or float32 under the class's ``_keep_in_fp32_modules``."""
-    keep = getattr(model, "_keep_in_fp32_modules", None) or []
-    return torch.float32 if any(m in name.split(".") for m in keep) else dtype
+    ``model``: ``dtype``, or float32 where the library keeps it so. diffusers keeps its class's
+    ``_keep_in_fp32_modules`` in float32 for every dtype; transformers keeps
+    ``_keep_in_fp32_modules`` (T5's ``wo``) only for float16, and ``_keep_in_fp32_modules_strict``
+    for float16 and bfloat16."""
+    if type(model).__module__.startswith("transformers"):
+        keep = set(getattr(model, "_keep_in_fp32_modules_strict", None) or [])
+        if dtype == torch.float16:
+            keep |= set(getattr(model, "_keep_in_fp32_modules", None) or [])
+    else:
+        keep = set(getattr(model, "_keep_in_fp32_modules", None) or [])
+    return torch.float32 if keep.intersection(name.split(".")) else dtype

@@ -59,24 +59,11 @@ class PipelineSpec:
 def _transformers_model(cls_name: str, config: Any, device, dtype, seed: int) -> torch.nn.Module:
     """A transformers model from a config object, built like :func:`zoo.build_model` (directly in
     ``dtype`` on ``device``, seeded checkpoint-like weights), dtypes as transformers'
-    ``from_pretrained`` lays them out (see :func:`_match_transformers_dtypes`)."""
+    ``from_pretrained`` lays them out (:func:`fp8pass.sources.pretrained_dtype`)."""
     import transformers
 
     cls = getattr(transformers, cls_name)
-    return build_module(lambda: cls(config), device, dtype, seed, match_dtypes=_match_transformers_dtypes)
-
-
-def _match_transformers_dtypes(model: torch.nn.Module, dtype: torch.dtype) -> None:
-    """transformers keeps ``_keep_in_fp32_modules`` (T5's ``wo``) in float32 only for float16,
-    and ``_keep_in_fp32_modules_strict`` for float16 and bfloat16; diffusers' rule (the zoo's
-    default) keeps its list in float32 for every dtype, which would be wrong here."""
-    keep = set(getattr(model, "_keep_in_fp32_modules_strict", None) or [])
-    if dtype == torch.float16:
-        keep |= set(getattr(model, "_keep_in_fp32_modules", None) or [])
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if p.is_floating_point() and keep.intersection(name.split(".")):
-                p.data = p.data.float()
+    return build_module(lambda: cls(config), device, dtype, seed)
 
 
 def _clip_config(tokenizer, act: str) -> Any:

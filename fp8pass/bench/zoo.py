@@ -354,11 +354,10 @@ def build_module(
     device: str | torch.device,
     dtype: torch.dtype,
     seed: int = 0,
-    match_dtypes: Callable[[torch.nn.Module, torch.dtype], None] | None = None,
 ) -> torch.nn.Module:
     """:func:`build_from_config` for any constructor ``make`` (a transformers model takes a config
-    object, not keywords), with ``match_dtypes`` (default :func:`match_pretrained_dtypes`, the
-    diffusers rule) laying the tensors out as that library's ``from_pretrained`` would."""
+    object, not keywords), the tensors laid out as that library's ``from_pretrained`` would
+    (:func:`match_pretrained_dtypes`)."""
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
     try:
@@ -366,7 +365,7 @@ def build_module(
             model = make()
     finally:
         torch.set_default_dtype(previous)
-    (match_dtypes or match_pretrained_dtypes)(model, dtype)
+    match_pretrained_dtypes(model, dtype)
     init_weights(model, seed)
     return model.eval().requires_grad_(False)
 
