@@ -12,6 +12,7 @@ from . import _compat
 from .backend import FP8Backend, fp8_backend
 from .checkpoint import load_fp8, load_model, save_fp8
 from .config import DEFAULT_SKIP, FP8Config
+from .pipeline import PipelineReport, compile_pipeline
 from .report import LayerReport, format_report
 from .store import restore
 
@@ -20,6 +21,9 @@ __all__ = [
     "FP8Backend",
     "fp8_backend",
     "restore",
+    # the whole pipeline: denoisers, text encoders, ControlNets (and the VAE on request)
+    "compile_pipeline",
+    "PipelineReport",
     # FP8 checkpoints: save, load from any checkpoint, build and load
     "save_fp8",
     "load_fp8",

@@ -79,6 +79,12 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="include the max-autotune and fused variants (default: on CUDA only; they tune for minutes on a CPU)",
     )
+    bench.add_argument(
+        "--pipeline",
+        metavar="PIPELINE",
+        help="time a whole tiny pipeline end to end instead (bf16, FP8 denoiser only, FP8 whole pipeline): "
+        "sd15-tiny, sdxl-tiny, flux-dev-tiny, sd3-tiny, wan-tiny, qwen-image-tiny",
+    )
     bench.add_argument("--json", type=Path, help="also write the results here (standard JSON)")
     bench.add_argument("--quiet", action="store_true", help="no progress bar")
     bench.add_argument("--verbose", action="store_true", help="show third-party warnings and logs")
@@ -152,6 +158,21 @@ def _bench(args: argparse.Namespace) -> int:
     from .bench import variants as b
 
     device = b.resolve_device(args.device)
+    if args.pipeline:
+        from .bench.pipeline_bench import run_pipeline_benchmark
+
+        env, results = run_pipeline_benchmark(
+            args.pipeline, args.device, args.steps, args.rounds, not args.quiet
+        )
+        print(b.format_environment(env))
+        print(b.format_results(env, results))
+        print(
+            "(pipeline mode: 'step ms' is one pipeline call end to end; 'SQNR dB' is the image's PSNR against bf16 eager)"
+        )
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(b.to_json(env, results) + "\n")
+        return 0
     print(b.format_environment(b.environment(args.model, device)), flush=True)
     env, results = b.run_benchmark(
         args.model,

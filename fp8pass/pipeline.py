@@ -10,8 +10,9 @@ tree, ``state_dict`` keys and the pipeline's own code are unchanged: ``pipe(...)
 A VAE's work happens in ``vae.encode`` / ``vae.decode`` (methods, not ``forward``): its
 ``encoder`` and ``decoder`` submodules are what gets compiled, which also keeps tiling and slicing
 working (they call the same submodules on tiles and slices). Dynamo's default dynamic-shape
-behaviour applies: the first shape compiles static, a second one compiles a dynamic graph, so
-varied prompt lengths or resolutions make at most two graphs per component.
+behaviour applies: the first shape compiles static, and each dimension becomes dynamic the first
+time it changes, so varied prompt lengths make two graphs per component, and a tiled VAE decoder
+three (a width change, then a height change); ``dynamic=True`` compiles one dynamic graph.
 """
 
 from __future__ import annotations
