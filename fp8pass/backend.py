@@ -11,7 +11,7 @@ import torch
 import torch.fx as fx
 from torch.utils.weak import WeakIdKeyDictionary
 
-from . import _compat, store
+from . import _compat, distributed, store
 from .config import FP8Config
 from .ops import DECOMPOSITIONS
 from .plan import Layer, ParamRef, layer_names, plan, projection_groups, refuse_unloaded_or_training
@@ -89,6 +89,8 @@ class FP8Backend:
         mode = mode if mode not in (None, "default") else self.mode
         options = {**self.options, **(options or {})}
         params, sources = self._graph_parameters(gm, example_inputs)
+        if any(distributed.is_dtensor(ref.tensor) for ref in params.values()):
+            distributed.register_sharding_rules()  # tensor parallelism: DTensor weights
         model, structure = _model_and_structure(sources)
         autocast = _compat.autocast_regions(gm.graph)
         names = layer_names(model, _compat.module_path)
@@ -163,6 +165,12 @@ class FP8Backend:
             return []
         groups = []
         for group in projection_groups(layers):
+            if any(distributed.is_dtensor(la.weight.tensor) for la in group):
+                # concatenating sharded FP8 weights would make DTensor gather them across ranks
+                # (gloo cannot even send FP8); each rank's shards would have to be fused locally
+                for la in group:
+                    la.notes.append("not fused: sharded (DTensor) weights are not fused")
+                continue
             if store.fused_elsewhere(tuple(la.weight.tensor for la in group), self.config):
                 for la in group:
                     la.notes.append("not fused: its weight is already fused with other layers")

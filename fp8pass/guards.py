@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from . import _compat
+from . import _compat, distributed
 
 __all__ = ["guard_eager_use", "refuse_offloading", "unguard", "unwatch", "watch"]
 
@@ -166,8 +166,12 @@ def _watched_class(cls: type) -> type:
 
 def watch(model: torch.nn.Module) -> None:
     """Give every parameter of ``model`` the watched class (see :class:`_Watched`). A class that
-    refuses the swap (a C-level layout) is left as it is."""
+    refuses the swap (a C-level layout) is left as it is, and so are DTensor parameters (tensor
+    parallelism): torch 2.13's compiled code checks a DTensor input's exact class and refuses a
+    subclass on every call. Those are still guarded by their modules' hooks."""
     for name, param in model.named_parameters(remove_duplicate=True):
+        if distributed.is_dtensor(param):
+            continue
         if isinstance(param, torch.nn.Parameter) and not isinstance(param, _Watched):
             try:
                 param.__class__ = _watched_class(type(param))

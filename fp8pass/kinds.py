@@ -19,7 +19,7 @@ import torch.fx as fx
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import _compat, ops
+from . import _compat, distributed, ops
 
 __all__ = [
     "COMPUTES",
@@ -77,8 +77,14 @@ def same_padding_reason(kernel: Sequence[int], dilation: Sequence[int]) -> str:
     return ""
 
 
+#: fp8pass registers DTensor sharding rules for its linear ops only (see fp8pass.distributed)
+_SHARDED_CONV = "sharded (DTensor) convolution weight: fp8pass's conv ops have no DTensor sharding rules"
+
+
 def _conv_call_args(node: fx.Node, w: torch.Tensor) -> tuple[CallArgs, str]:
     """``(stride, padding, dilation, groups)`` as lists of ints, ``padding="same"`` resolved."""
+    if distributed.is_dtensor(w):
+        return (), _SHARDED_CONV
     dims = w.dim() - 2
 
     def expand(v: Any) -> list[int]:
@@ -98,6 +104,8 @@ def _conv_call_args(node: fx.Node, w: torch.Tensor) -> tuple[CallArgs, str]:
 
 
 def _conv_module_reason(module: nn.Module) -> str:
+    if distributed.is_dtensor(module.weight):
+        return _SHARDED_CONV
     if module.padding == "same":
         return same_padding_reason(module.kernel_size, module.dilation)
     return ""
@@ -174,7 +182,8 @@ def _cast_obstacle(*args: Any) -> str:
 def _scaled_mm_obstacle(
     kind: str, w: torch.Tensor, call_args: CallArgs, activation_dtype: torch.dtype | None, config: Any
 ) -> str:
-    out_features, in_features = w.shape[0], w.shape[1]
+    # the shapes the matmul sees: a sharded (DTensor) weight's local shard
+    out_features, in_features = _compat.local_tensor(w).shape[:2]
     if kind == "conv":
         stride, padding, _, groups = call_args
         if any(k != 1 for k in w.shape[2:]) or any(s != 1 for s in stride) or any(padding) or groups != 1:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
+from . import _compat, distributed
 from .plan import Layer
 from .quantize import stored_bytes
 
@@ -43,19 +44,25 @@ class LayerReport:
 
 def layer_rows(layers: Iterable[Layer], copy_of: Callable[[Layer], Copy | None]) -> list[LayerReport]:
     """One row per layer, the one place rows are built (backend and hooks). ``copy_of(layer)`` is
-    what a converted layer holds, or None. Bytes come from the stored tensors themselves; a weight
-    used by several layers carries its bytes in its first row, the others name that row."""
+    what a converted layer holds, or None. Bytes come from the stored tensors themselves (a
+    sharded weight's: this rank's shard); a weight used by several layers carries its bytes in its
+    first row, the others name that row."""
     rows = []
     counted: dict[int, str] = {}
     for layer in layers:
         w = layer.weight.tensor if layer.weight is not None else None
         held = copy_of(layer) if layer.converted else None
-        before = w.numel() * w.element_size() if w is not None else 0
+        local = _compat.local_tensor(w)
+        before = local.numel() * local.element_size() if w is not None else 0
         after = before
         if held is not None:
             q, scale, _ = held
-            after = stored_bytes(q.shape, q.dtype, "channel" if scale.dim() else "tensor")
+            after = stored_bytes(
+                _compat.local_tensor(q).shape, q.dtype, "channel" if scale.dim() else "tensor"
+            )
         notes = list(layer.notes)
+        if w is not None and (sharded := distributed.shard_note(w)):
+            notes.append(sharded)
         if w is not None and id(w) in counted:
             before = after = 0
             notes.append(f"weight bytes counted under '{counted[id(w)]}'")
