@@ -131,6 +131,8 @@ def load_fp8(
                 fp8[item.name] = (value.to(device), scale.to(device))
             for alias in item.aliases:
                 loaded[alias] = loaded[item.name]
+            if item.converted:
+                _compat.trim_heap()  # the original just freed: give its pages back, not to the heap
     finally:
         ckpt.close()
     for name, value in loaded.items():

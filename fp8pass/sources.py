@@ -26,10 +26,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import torch
 
-from .safetensors_io import read_header
+from .safetensors_io import read_header, read_tensor
 
 __all__ = ["Checkpoint", "open_checkpoint", "pretrained_dtype"]
 
@@ -54,7 +55,8 @@ class Checkpoint:
     metadata: dict[str, str] = field(default_factory=dict)
     prefix: str = ""
     _where: dict[str, Path] = field(default_factory=dict, repr=False)  # stored key -> its file
-    _files: dict[Path, object] = field(default_factory=dict, repr=False)
+    _entries: dict[str, tuple[torch.dtype, tuple[int, ...], int]] = field(default_factory=dict, repr=False)
+    _files: dict[Path, BinaryIO] = field(default_factory=dict, repr=False)
 
     def is_fp8(self, key: str) -> bool:
         return self.tensors[key][0] in FP8_DTYPES
@@ -87,16 +89,15 @@ class Checkpoint:
 
     def close(self) -> None:
         for f in self._files.values():
-            f.__exit__(None, None, None)
+            f.close()
         self._files.clear()
 
     def _raw(self, stored_key: str) -> torch.Tensor:
-        from safetensors import safe_open
-
+        """Read into memory of its own (not mapped): see :func:`fp8pass.safetensors_io.read_tensor`."""
         path = self._where[stored_key]
         if path not in self._files:
-            self._files[path] = safe_open(str(path), framework="pt", device="cpu").__enter__()
-        return self._files[path].get_tensor(stored_key)
+            self._files[path] = open(path, "rb")  # noqa: SIM115 -- closed by close()
+        return read_tensor(self._files[path], self._entries[stored_key][2], *self._entries[stored_key][:2])
 
 
 def checkpoint_files(source: str | Path) -> list[Path]:
@@ -133,11 +134,12 @@ def open_checkpoint(source: str | Path) -> Checkpoint:
     metadata = {k: v for h in headers for k, v in h.metadata.items()}
     stored = {k: (d, s) for h in headers for k, (d, s) in h.tensors.items()}
     where = {k: h.path for h in headers for k in h.tensors}
+    entries = {k: (d, s, h.offsets[k]) for h in headers for k, (d, s) in h.tensors.items()}
     paths = [h.path for h in headers]
     if metadata.get("format", "").startswith("fp8pass"):
-        return Checkpoint(paths, "fp8pass", dict(stored), metadata=metadata, _where=where)
+        return Checkpoint(paths, "fp8pass", dict(stored), metadata=metadata, _where=where, _entries=entries)
     prefix, stripped = strip_prefix(list(stored))
-    ckpt = Checkpoint(paths, "float", metadata=metadata, prefix=prefix, _where=where)
+    ckpt = Checkpoint(paths, "float", metadata=metadata, prefix=prefix, _where=where, _entries=entries)
     markers = [k for k in stripped if k == "scaled_fp8" or k.endswith(".scaled_fp8")]
     for key, full in stripped.items():
         if key not in markers and not key.endswith((*_IGNORED_SUFFIXES, *_SCALE_SUFFIXES)):

@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from fp8pass import quantize
 from fp8pass.quantize import dequantize_weight, fp8_max, quantize_weight
 
 from .helpers import sqnr
@@ -62,3 +63,22 @@ def test_all_zero_weight_is_finite():
 def test_bad_granularity():
     with pytest.raises(ValueError, match="granularity"):
         quantize_weight(torch.ones(4, 4), torch.float8_e4m3fn, "row")
+
+
+@pytest.mark.parametrize("granularity", ["channel", "tensor"])
+@pytest.mark.parametrize("shape", [(1100, 4096), (300, 160, 3, 3)])  # several row blocks, uneven last
+def test_blockwise_quantization_equals_the_one_piece_formula(shape, granularity, monkeypatch):
+    """quantize_weight works a block of rows at a time (bounded float32 temporaries while loading
+    a checkpoint): every byte and scale must equal the formula applied to the whole weight."""
+    w = torch.randn(shape, generator=torch.Generator().manual_seed(0)).to(torch.bfloat16) * 0.02
+    w[7] *= 40  # one outlier row: per-tensor amax must come from the right block
+    monkeypatch.setattr(quantize, "_BLOCK_NUMEL", 2**17)  # 35 and 4 blocks, the last ones short
+    assert len(quantize._row_blocks(w)) > 1
+    q, scale = quantize_weight(w, torch.float8_e4m3fn, granularity)
+    full = w.float()
+    amax = full.abs().amax() if granularity == "tensor" else full.abs().flatten(1).amax(dim=1)
+    want_scale = amax.clamp(min=quantize.MIN_AMAX) / 448.0
+    view = want_scale.view(-1, *[1] * (w.dim() - 1)) if want_scale.dim() else want_scale
+    want_q = (full / view).clamp(-448, 448).to(torch.float8_e4m3fn)
+    assert torch.equal(scale, want_scale) and q.is_contiguous()
+    assert torch.equal(q.view(torch.uint8), want_q.view(torch.uint8))
