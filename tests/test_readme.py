@@ -64,6 +64,22 @@ def _analyze() -> dict:
     return {"model": model, "example_inputs": inputs}
 
 
+def _flux_folder() -> dict:
+    """A diffusers model folder where the README's snippet looks for one (the cwd is a temp dir)."""
+    ns = _flux()
+    ns["transformer"].save_pretrained("FLUX.1-dev/transformer")
+    del ns["transformer"]
+    return ns
+
+
+def _pipeline() -> dict:
+    from fp8pass.bench.pipelines import build_tiny_pipeline
+
+    torch._dynamo.reset()
+    pipe, _ = build_tiny_pipeline("sd15-tiny")
+    return {"pipe": pipe}
+
+
 def _close_to_reference(ns: dict, out: torch.Tensor, min_db: float) -> None:
     assert torch.isfinite(out).all() and sqnr(ns["_ref"], out) > min_db
 
@@ -88,12 +104,29 @@ def _check_checkpoint(ns: dict) -> None:
     _close_to_reference(ns, ns["out"], 40)
 
 
+def _check_load_model(ns: dict) -> None:
+    from fp8pass import store
+
+    weight = ns["transformer"].transformer_blocks[0].attn.to_q.weight
+    assert store.entries(weight) and fp8pass._compat.is_released(weight)  # loaded as FP8, no bf16 held
+    _close_to_reference(ns, ns["out"], 40)
+
+
+def _check_pipeline(ns: dict) -> None:
+    rows = {r["component"]: r for r in ns["report"].summary()}
+    assert rows["unet"]["fp8"] and rows["text_encoder"]["fp8"] and not rows["vae"]["fp8"]
+    assert any(r.converted for r in ns["report"].rows("unet")) and ns["report"].totals()["ratio"] < 0.8
+    assert ns["image"].size == (32, 32)
+
+
 # a line of the snippet -> (what the reader has, what must hold after)
 SETUPS = {
     "unet = torch.compile(unet, backend=fp8_backend)": (_unet, _check_headline),
     "be = FP8Backend(FP8Config(compute=": (_unet, _check_quick_start),
     "rep = analyze(model, example_inputs, FP8Config())": (_analyze, _check_analyze),
     'fp8pass.save_fp8(transformer, "flux-fp8.safetensors")': (_flux, _check_checkpoint),
+    'fp8pass.load_model(FluxTransformer2DModel, "FLUX.1-dev/transformer"': (_flux_folder, _check_load_model),
+    "report = fp8pass.compile_pipeline(pipe)": (_pipeline, _check_pipeline),
 }
 
 
