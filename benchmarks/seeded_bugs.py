@@ -38,8 +38,8 @@ MUTATIONS: dict[str, list[tuple[str, str, str]]] = {
     "merged scales (per-channel scales replaced by their mean)": [
         (
             "fp8pass/quantize.py",
-            "    return q.contiguous(), scale\n",
-            "    return q.contiguous(), (scale.mean().expand_as(scale).contiguous() if scale.dim() else scale)\n",
+            "    return q, scale\n",
+            "    return q, (scale.mean().expand_as(scale).contiguous() if scale.dim() else scale)\n",
         )
     ],
     "dropped bias": [
@@ -53,8 +53,8 @@ MUTATIONS: dict[str, list[tuple[str, str, str]]] = {
     "wrong FP8 dtype stored (always e5m2)": [
         (
             "fp8pass/quantize.py",
-            "q = (w / _per_channel_view(scale, w.dim())).clamp(-limit, limit).to(dtype)",
-            "q = (w / _per_channel_view(scale, w.dim())).clamp(-limit, limit).to(torch.float8_e5m2)",
+            "    q = torch.empty(w.shape, dtype=dtype, device=w.device)",
+            "    q = torch.empty(w.shape, dtype=torch.float8_e5m2, device=w.device)",
         )
     ],
     "originals not released": [
@@ -73,6 +73,16 @@ MUTATIONS: dict[str, list[tuple[str, str, str]]] = {
             '                return f"matches skip pattern {pattern.pattern!r}"',
             "                pass",
         )
+    ],
+    "boundary layers converted (structure ignored)": [
+        (
+            "fp8pass/config.py",
+            "        if not boundary or not self.keep_boundary or any(",
+            "        if True or not boundary or not self.keep_boundary or any(",
+        )
+    ],
+    "boundary found by names only (no dataflow: a layer after the blocks never counts as output)": [
+        ("fp8pass/structure.py", "        elif path not in downstream_of_stack:", "        elif False:")
     ],
     "activation scale off (x2 against the one used to quantize)": [
         ("fp8pass/ops.py", "    return xq, a_scale\n", "    return xq, a_scale * 2\n")
@@ -103,13 +113,23 @@ def _mutate(copy: Path, edits: list[tuple[str, str, str]]) -> None:
         path.write_text(text.replace(old, new))
 
 
-def _run_suite(copy: Path) -> tuple[Counter, int, float]:
+def _run_suite(copy: Path, first_failure: bool = False) -> tuple[Counter, int, float]:
     """Failing (or erroring) tests per test file, tests run, seconds."""
     report = copy / "junit.xml"
     env = {**os.environ, "PYTHONPATH": str(copy)}
     t0 = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={report}", "tests"],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            f"--junitxml={report}",
+            *(["-x"] if first_failure else []),
+            "tests",
+        ],
         cwd=copy,
         env=env,
         capture_output=True,
@@ -131,6 +151,12 @@ def main() -> int:
         "--bugs", nargs="+", choices=list(MUTATIONS), help="default: all, and the unmutated code"
     )
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--first-failure",
+        action="store_true",
+        help="stop each mutated run at its first failing test (caught or not, much sooner); the "
+        "unmutated run always runs whole",
+    )
     args = parser.parse_args()
     names = args.bugs or ["(no bug)", *MUTATIONS]
     results = {}
@@ -139,8 +165,10 @@ def main() -> int:
             copy = Path(d)
             _copy_project(copy)
             _mutate(copy, MUTATIONS.get(name, []))
-            failed, total, seconds = _run_suite(copy)
+            failed, total, seconds = _run_suite(copy, args.first_failure and name in MUTATIONS)
         results[name] = {"failed_by_file": dict(failed), "tests": total, "seconds": round(seconds)}
+        if args.first_failure and name in MUTATIONS:
+            results[name]["stopped_at_first_failure"] = True
         caught = ", ".join(f"{f} ({n})" for f, n in sorted(failed.items())) or "NOT CAUGHT"
         print(f"{name}: {sum(failed.values())}/{total} tests fail: {caught}", flush=True)
     if args.json:
