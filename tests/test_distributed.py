@@ -92,15 +92,9 @@ def _failing_safely(fn, *args):
         return {"error": traceback.format_exc()}
 
 
-def _call(model, inputs):
-    with torch.no_grad():
-        out = model(**inputs, return_dict=False)[0]
-    return out.detach().clone()  # waits on an output still in flight from a collective
-
-
 def _single(name):
     model, inputs = zoo.build(name)
-    seen = {"bf16": _call(model, inputs)}
+    seen = {"bf16": parallel.call(model, inputs)}
     for key, (config, inner) in CONFIGS.items():
         torch._dynamo.reset()
         model, inputs = zoo.build(name)
@@ -111,7 +105,7 @@ def _single(name):
 def _parallel_bf16(name, mode, world):
     model, inputs = zoo.build(name)
     parallel.parallelize(model, mode, world)
-    return _call(model, inputs)
+    return parallel.call(model, inputs)
 
 
 def _parallel_fp8(name, mode, world, config, inner):
@@ -125,8 +119,8 @@ def _fp8_run(model, inputs, config, inner):
     """Compile with fp8pass, call twice; what was converted, stored and released."""
     be = FP8Backend(config, inner=inner)
     compiled = torch.compile(model, backend=be)
-    out = _call(compiled, inputs)
-    again = _call(compiled, inputs)
+    out = parallel.call(compiled, inputs)
+    again = parallel.call(compiled, inputs)
     copies, released = {}, {}
     modules = dict(model.named_modules())
     for row in be.report():
@@ -141,7 +135,16 @@ def _fp8_run(model, inputs, config, inner):
         local = _compat.local_tensor(module.weight)
         released[row.name] = (_compat.is_released(module.weight), local.untyped_storage().nbytes())
     rows = [(r.name, r.converted, r.bytes_after, r.note) for r in be.report()]
-    return dict(out=out, again=again, rows=rows, copies=copies, released=released, graphs=be.num_graphs)
+    weight_bytes = parallel.rank_weight_bytes(model)
+    return dict(
+        out=out,
+        again=again,
+        rows=rows,
+        copies=copies,
+        released=released,
+        graphs=be.num_graphs,
+        weight_bytes=weight_bytes,
+    )
 
 
 class _Toy(nn.Module):
@@ -302,6 +305,25 @@ def test_each_rank_holds_its_shard_of_the_single_process_fp8_copy(ranks, single,
     )
     assert single_sharded > 0
     assert all(b * WORLD == single_sharded for b in sharded_bytes.values()), (sharded_bytes, single_sharded)
+
+
+@pytest.mark.parametrize("case", CASES, ids=_case_id)
+def test_rank_weight_bytes_counts_the_local_fp8_copies_and_what_stays(ranks, single, case):
+    """``parallel.rank_weight_bytes`` (what benchmarks/distributed.py reports): the FP8 bytes are
+    this rank's copies and scales; under tensor parallelism each rank holds less than one process."""
+    name, mode, key = case
+    one = single[name][key]["weight_bytes"]
+    for r in ranks:
+        seen = _seen(r, case)
+        copies = sum(
+            q.numel() + scale.numel() * scale.element_size() for q, scale, _, _ in seen["copies"].values()
+        )
+        assert seen["weight_bytes"]["fp8"] == copies
+        assert seen["weight_bytes"]["total"] == seen["weight_bytes"]["held"] + copies
+        if mode == "tp":
+            assert seen["weight_bytes"]["total"] < one["total"] and seen["weight_bytes"]["fp8"] < one["fp8"]
+        else:
+            assert seen["weight_bytes"] == one
 
 
 @pytest.mark.parametrize("case", TP_CASES, ids=_case_id)

@@ -19,7 +19,9 @@ from collections.abc import Iterator
 
 import torch
 
-__all__ = ["MODES", "cpu_workarounds", "parallelize", "plain_tp_plan"]
+from .. import _compat, store
+
+__all__ = ["MODES", "call", "cpu_workarounds", "parallelize", "plain_tp_plan", "rank_weight_bytes"]
 
 MODES = ("tp", "ulysses", "ring")
 
@@ -92,3 +94,38 @@ def parallelize(model: torch.nn.Module, mode: str, world: int, device: torch.dev
         config = ParallelConfig(context_parallel_config=ContextParallelConfig(**degree))
     with cpu_workarounds(device):
         model.enable_parallelism(config=config)
+
+
+def call(model: torch.nn.Module, inputs: dict) -> torch.Tensor:
+    """One forward of a diffusers denoiser without grad: its first output, detached and cloned
+    (the clone waits on an output still in flight from a collective)."""
+    with torch.no_grad():
+        out = model(**inputs, return_dict=False)[0]
+    return out.detach().clone()
+
+
+def rank_weight_bytes(model: torch.nn.Module) -> dict[str, int]:
+    """The weight memory this rank really holds for ``model``, from the tensors' storages:
+
+    - ``"held"``: distinct storages of its parameters and buffers; a DTensor counts its local
+      shard, a weight fp8pass released counts 0 (its storage is freed);
+    - ``"fp8"``: distinct storages of the FP8 copies and scales fp8pass's store keeps for its
+      parameters (local shards of sharded copies; a fused group's buffer once);
+    - ``"total"``: the two together.
+    """
+
+    def add(storages: dict[int, int], t: torch.Tensor) -> None:
+        s = _compat.local_tensor(t).untyped_storage()
+        if s.nbytes():
+            storages[s.data_ptr()] = s.nbytes()
+
+    held: dict[int, int] = {}
+    fp8: dict[int, int] = {}
+    for t in [*model.parameters(), *model.buffers()]:
+        add(held, t)
+    for p in model.parameters():
+        for entry in store.entries(p):
+            add(fp8, entry.q)
+            add(fp8, entry.scale)
+    out = {"held": sum(held.values()), "fp8": sum(fp8.values())}
+    return {**out, "total": out["held"] + out["fp8"]}
