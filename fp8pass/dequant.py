@@ -85,28 +85,26 @@ def _bits(b: Tensor, src: torch.dtype, dst: torch.dtype) -> Tensor:
     s, t = _SOURCES[src], _TARGETS[dst]
     width = 32 if dst == torch.float32 else 16
     sign = (b >> 7) << (width - 1)
-    exp = (b >> s.mant_bits) & ((1 << s.exp_bits) - 1)
+    mag = b & 0x7F
     mant = b & ((1 << s.mant_bits) - 1)
-    shift = t.mant_bits - s.mant_bits
     if src == torch.float8_e5m2 and dst == torch.float16:
         # e5m2 is fp16 with the low byte cut off: subnormals and infinity line up as they are.
-        bits = (b & 0x7F) << 8
+        bits = mag << 8
     else:
-        normal = ((exp + (t.bias - s.bias)) << t.mant_bits) | (mant << shift)
-        # A subnormal source m * 2**(1 - bias - mant_bits) is normal in every other target: find
-        # m's leading bit p (m < 8), drop it into the exponent and shift the rest up.
-        p = (mant >= 2).to(torch.int32)
-        if s.mant_bits == 3:
-            p = p + (mant >= 4).to(torch.int32)
-        sub_exp = p + (t.bias + 1 - s.bias - s.mant_bits)
-        sub_mant = (mant << shift) << (s.mant_bits - p)
-        subnormal = (sub_exp << t.mant_bits) | (sub_mant & ((1 << t.mant_bits) - 1))
-        bits = torch.where(exp == 0, torch.where(mant == 0, 0, subnormal), normal)
+        # Exponent and mantissa are adjacent in both formats: one shift puts them in place, one
+        # add re-biases the exponent.
+        normal = (mag << (t.mant_bits - s.mant_bits)) + ((t.bias - s.bias) << t.mant_bits)
+        # A subnormal m * 2**(1 - bias - mant_bits) is normal in every other target. m (< 8) as a
+        # float32 is exact and already normalized: take its exponent and mantissa, re-bias.
+        m_bits = mant.to(torch.float32).view(torch.int32)
+        offset = t.bias - 127 + 1 - s.bias - s.mant_bits
+        subnormal = (m_bits >> (23 - t.mant_bits)) + (offset << t.mant_bits)
+        bits = torch.where(mag < (1 << s.mant_bits), torch.where(mag == 0, 0, subnormal), normal)
         if src == torch.float8_e5m2:
             inf = ((1 << t.exp_bits) - 1) << t.mant_bits
-            bits = torch.where(exp == (1 << s.exp_bits) - 1, inf, bits)
+            bits = torch.where(mag >= 0x7C, inf, bits)  # NaN is set below
     bits = bits | sign
-    is_nan = (b & 0x7F) == 0x7F if src == torch.float8_e4m3fn else (b & 0x7F) > 0x7C
+    is_nan = mag == 0x7F if src == torch.float8_e4m3fn else mag > 0x7C
     return torch.where(is_nan, _nan_bits(sign, src, dst, mant), bits)
 
 
