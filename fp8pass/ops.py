@@ -8,6 +8,8 @@ compiler sees ``convert_element_type -> mm -> mul`` rather than an opaque call.
 The cast ops apply the scale to the *output* (per tensor or per output channel both commute with
 the matmul), so the only thing in front of the matmul is a pure dtype conversion: Inductor can fuse
 that into its Triton matmul template (prologue fusion), and the scale multiply into the epilogue.
+On a CPU that conversion is :func:`fp8pass.dequant.fp8_to`: the same bits as ``.to()``, written
+as integer ops that Inductor vectorizes (its own FP8 conversion is a scalar loop).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import _compat
+from .dequant import fp8_to
 from .quantize import MIN_AMAX
 
 __all__ = ["ACTIVATION_DTYPE", "DECOMPOSITIONS", "conv", "linear", "scaled_conv", "scaled_linear"]
@@ -40,7 +43,7 @@ def _epilogue(y: Tensor, scale: Tensor, bias: Tensor | None, spatial_dims: int) 
 
 
 def linear_math(x: Tensor, weight: Tensor, scale: Tensor, bias: Tensor | None) -> Tensor:
-    return _epilogue(F.linear(x, weight.to(x.dtype)), scale, bias, 0)
+    return _epilogue(F.linear(x, fp8_to(weight, x.dtype)), scale, bias, 0)
 
 
 def conv_math(
@@ -54,7 +57,7 @@ def conv_math(
     groups: int,
 ) -> Tensor:
     spatial = weight.dim() - 2
-    y = _CONV_FNS[weight.dim()](x, weight.to(x.dtype), None, stride, padding, dilation, groups)
+    y = _CONV_FNS[weight.dim()](x, fp8_to(weight, x.dtype), None, stride, padding, dilation, groups)
     return _epilogue(y, scale, bias, spatial)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from .dequant import fp8_to
+
 __all__ = ["MIN_AMAX", "SCALE_DTYPE", "dequantize_weight", "fp8_max", "quantize_weight", "stored_bytes"]
 
 #: An absmax never counts as smaller than this, so an all-zero weight (or activation) quantizes to
@@ -80,8 +82,10 @@ def stored_bytes(shape: tuple[int, ...] | torch.Size, dtype: torch.dtype, granul
 
 
 def dequantize_weight(q: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """Inverse of :func:`quantize_weight`, in ``dtype``."""
-    return (q.float() * _per_channel_view(scale, q.dim())).to(dtype)
+    """Inverse of :func:`quantize_weight`, in ``dtype``. The FP8 -> float32 step is
+    :func:`fp8pass.dequant.fp8_to`, as in the compiled cast path, so that a compiled hooked model
+    converts the same way and hook vs compiled still compares the mechanism alone."""
+    return (fp8_to(q, torch.float32) * _per_channel_view(scale, q.dim())).to(dtype)
 
 
 def _per_channel_view(scale: torch.Tensor, ndim: int) -> torch.Tensor:

@@ -446,7 +446,9 @@ def _fp8_value_misuse(kernel: str) -> tuple[int, list[str]]:
 @pytest.mark.inductor
 def test_inductor_cast_path_casts_the_weight_alone(toy, toy_input):
     """In the generated code each fp8 weight is loaded, converted to bf16 and stored: no scale
-    multiply of the full weight (the scales multiply layer outputs instead)."""
+    multiply of the full weight (the scales multiply layer outputs instead). On the CPU the
+    conversion is fp8pass.dequant's integer one: a kernel from the weight's bytes read as int32 to
+    packed bf16 bits in int64, with no floating-point value in it at all."""
     ref = run(copy.deepcopy(toy), toy_input)
     cm, be = compile_fp8(toy, FP8Config(compute="cast"), inner="inductor", fullgraph=True)
     with torch.no_grad():
@@ -454,8 +456,15 @@ def test_inductor_cast_path_casts_the_weight_alone(toy, toy_input):
     assert sqnr(ref, out) > 25
     kernels = re.findall(r"async_compile\.cpp_pybinding\(.*?r\'\'\'(.*?)\'\'\'", code, flags=re.S)
     results = [_fp8_value_misuse(k) for k in kernels]
-    assert sum(n for n, _ in results) >= TOY_CONVERTED_WEIGHTS
+    named = re.findall(r"(\w+) = async_compile\.cpp_pybinding\(.*?r\'\'\'(.*?)\'\'\'", code, flags=re.S)
+    int_converts = {
+        name: k for name, k in named if re.search(r"\(int64_t\* \w+,\s+const int32_t\* in_ptr0\)", k)
+    }
+    wrapper = code[code.index("def call(") :]
+    int_calls = sum(wrapper.count(f"{name}(") for name in int_converts)  # same-size weights share one
+    assert sum(n for n, _ in results) + int_calls >= TOY_CONVERTED_WEIGHTS
     assert [line for _, bad in results for line in bad] == []
+    assert [name for name, k in int_converts.items() if re.search(r"float|BFloat16|Half", k)] == []
 
 
 def test_fp8_value_tracker_catches_a_scaled_weight():

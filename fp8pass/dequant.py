@@ -1,0 +1,171 @@
+"""FP8 -> bf16 / fp16 / fp32 conversion that is fast on the CPU and bit-exact with ``.to()``.
+
+On a CPU, torch converts FP8 element by element through float32 (ATen's copy kernel is scalar
+for FP8 sources, and Inductor's generated ``.to()`` is not vectorized either), which made the
+cast path's weight conversion cost more than the matmul it feeds. :func:`fp8_to` writes the same
+conversion as integer arithmetic on the weight's bytes: re-bias the exponent, shift the mantissa,
+normalize subnormals, put NaN and infinity where ``.to()`` puts them. Inductor's CPU code
+generator vectorizes that (``at::vec::Vectorized<int32_t>``), and so does ATen eagerly op by op.
+
+Only CPU tensors take this route, and only while ``torch.compile`` traces: CUDA converts FP8 in
+hardware (sm89+) and Inductor fuses the plain ``.to()`` into its matmul prologue; meta tensors
+only need the right shape; run eagerly, the integer ops lose to ATen's single pass.
+
+Every result must equal ``weight.to(dtype)`` bit for bit, NaN sign and payload included (the
+tests compare all 256 patterns of both formats through an integer view). What ``.to()`` does with
+NaN differs per target and was read off torch 2.11 and 2.13: bf16 gets the canonical ``0x7FC0``
+whatever the sign; fp16 and fp32 keep the sign and the payload, quieted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+__all__ = ["FP8_DTYPES", "fp8_to", "fp8_to_int", "fp8_to_table", "packable", "uses_int_path"]
+
+
+@dataclass(frozen=True)
+class _Format:
+    exp_bits: int
+    mant_bits: int
+    bias: int
+
+
+_SOURCES = {
+    torch.float8_e4m3fn: _Format(4, 3, 7),  # no infinity; NaN is S.1111.111 only
+    torch.float8_e5m2: _Format(5, 2, 15),  # IEEE-like: infinity and NaN at exponent 31
+}
+_TARGETS = {
+    torch.bfloat16: _Format(8, 7, 127),
+    torch.float16: _Format(5, 10, 15),
+    torch.float32: _Format(8, 23, 127),
+}
+FP8_DTYPES = frozenset(_SOURCES)
+
+
+def uses_int_path(weight: Tensor, dtype: torch.dtype) -> bool:
+    """Whether :func:`fp8_to` converts ``weight`` with integer ops: a CPU tensor of a known pair of
+    dtypes, while ``torch.compile`` traces (Dynamo, or AOT autograd running fp8pass's
+    decompositions). Run eagerly, a dozen integer ops are a dozen passes over the weight and lose
+    to ATen's one scalar loop, so eager code keeps ``.to()``."""
+    return (
+        weight.device.type == "cpu"
+        and weight.dtype in _SOURCES
+        and dtype in _TARGETS
+        and torch.compiler.is_compiling()
+    )
+
+
+def fp8_to(weight: Tensor, dtype: torch.dtype) -> Tensor:
+    """``weight.to(dtype)``, bit for bit; through integer ops where :func:`uses_int_path` says so
+    (see the module docstring), else the plain ``.to()``."""
+    if not uses_int_path(weight, dtype):
+        return weight.to(dtype)
+    return fp8_to_int(weight, dtype)
+
+
+def _nan_bits(sign: Tensor, src: torch.dtype, dst: torch.dtype, payload: Tensor) -> Tensor | int:
+    """The bits ``.to()`` gives a NaN: bf16's canonical quiet NaN, or for fp16 / fp32 the sign and
+    the source's mantissa left-aligned, with the quiet bit set (what c10's float path does)."""
+    t = _TARGETS[dst]
+    if dst == torch.bfloat16:
+        return 0x7FC0
+    s = _SOURCES[src]
+    exp_all_ones = ((1 << t.exp_bits) - 1) << t.mant_bits
+    quiet = 1 << (t.mant_bits - 1)
+    return sign | exp_all_ones | quiet | (payload << (t.mant_bits - s.mant_bits))
+
+
+def _bits(b: Tensor, src: torch.dtype, dst: torch.dtype) -> Tensor:
+    """``dst``'s bits for the FP8 bytes ``b`` (int32, 0..255), as non-negative int32 (a 16-bit
+    target's sign is bit 15, not the int32 sign)."""
+    s, t = _SOURCES[src], _TARGETS[dst]
+    width = 32 if dst == torch.float32 else 16
+    sign = (b >> 7) << (width - 1)
+    mag = b & 0x7F
+    mant = b & ((1 << s.mant_bits) - 1)
+    if src == torch.float8_e5m2 and dst == torch.float16:
+        # e5m2 is fp16 with the low byte cut off: subnormals and infinity line up as they are.
+        bits = mag << 8
+    else:
+        # Exponent and mantissa are adjacent in both formats: one shift puts them in place, one
+        # add re-biases the exponent.
+        normal = (mag << (t.mant_bits - s.mant_bits)) + ((t.bias - s.bias) << t.mant_bits)
+        # A subnormal m * 2**(1 - bias - mant_bits) is normal in every other target. m (< 8) as a
+        # float32 is exact and already normalized: take its exponent and mantissa, re-bias.
+        m_bits = mant.to(torch.float32).view(torch.int32)
+        offset = t.bias - 127 + 1 - s.bias - s.mant_bits
+        subnormal = (m_bits >> (23 - t.mant_bits)) + (offset << t.mant_bits)
+        bits = torch.where(mag < (1 << s.mant_bits), torch.where(mag == 0, 0, subnormal), normal)
+        if src == torch.float8_e5m2:
+            inf = ((1 << t.exp_bits) - 1) << t.mant_bits
+            bits = torch.where(mag >= 0x7C, inf, bits)  # NaN is set below
+    bits = bits | sign
+    is_nan = mag == 0x7F if src == torch.float8_e4m3fn else mag > 0x7C
+    return torch.where(is_nan, _nan_bits(sign, src, dst, mant), bits)
+
+
+def packable(weight: Tensor) -> bool:
+    """Whether ``weight``'s bytes can be read four at a time as int32: contiguous (a conv kernel's
+    last dimension is often 3, so rows alone would not do), a multiple of four elements, aligned.
+    Dynamo cannot trace ``storage_offset()``; what it traces here are whole parameters (offset 0),
+    and AOT autograd, which runs the ops' decompositions, can."""
+    return (
+        weight.is_contiguous()
+        and weight.numel() % 4 == 0
+        and (torch.compiler.is_dynamo_compiling() or weight.storage_offset() % 4 == 0)
+    )
+
+
+def fp8_to_int(weight: Tensor, dtype: torch.dtype) -> Tensor:
+    """The integer formulation of ``weight.to(dtype)``, on any device (tests run it on CPU and meta).
+
+    Inductor's CPU code generator vectorizes int32 and int64 arithmetic but not int16, and its
+    vectorized float32 -> bfloat16 conversion turns every NaN into 0xFFFF where ``.to()`` gives
+    0x7FC0, so a 16-bit result cannot be produced lane by lane: instead the weight is read as
+    int32 (four FP8 bytes), each byte converted in int32, and the four 16-bit results packed into
+    one int64, which is then viewed as four bf16 / fp16 values. A float32 result is int32 bits
+    viewed as float32. A weight that cannot be read four bytes at a time (:func:`packable`) goes
+    through float32 bits (exact for fp16, whose vectorized conversion keeps NaN payloads) or, for
+    bf16, through ``.to()``.
+    """
+    src = weight.dtype
+    if dtype == torch.float32:
+        return _bits(weight.view(torch.uint8).to(torch.int32), src, dtype).view(dtype)
+    if not packable(weight):
+        if dtype == torch.float16:
+            return fp8_to_int(weight, torch.float32).to(dtype)
+        return weight.to(dtype)
+    x = weight.reshape(-1).view(torch.int32)
+    out = None
+    for k in range(4):
+        r = _bits((x >> (8 * k)) & 0xFF, src, dtype).to(torch.int64) << (16 * k)
+        out = r if out is None else out | r
+    return out.view(dtype).view(weight.shape)
+
+
+def _table(src: torch.dtype, dst: torch.dtype, device: torch.device) -> Tensor:
+    """All 256 results of ``.to()`` as non-negative int32 bits: a table indexed by the byte."""
+    idx = torch.arange(256, dtype=torch.int32, device=device).to(torch.uint8).view(src)
+    if dst == torch.float32:
+        return idx.to(dst).view(torch.int32)
+    return idx.to(dst).view(torch.int16).to(torch.int32) & 0xFFFF
+
+
+def fp8_to_table(weight: Tensor, dtype: torch.dtype) -> Tensor:
+    """The lookup-table formulation: a gather from the 256 results ``.to()`` gives, packed four
+    to an int64 for 16-bit targets as :func:`fp8_to_int` does."""
+    table = _table(weight.dtype, dtype, weight.device)
+    if dtype == torch.float32:
+        return table[weight.view(torch.uint8).to(torch.int32)].view(dtype)
+    if not packable(weight):
+        return weight.to(dtype)
+    x = weight.reshape(-1).view(torch.int32)
+    out = None
+    for k in range(4):
+        r = table[(x >> (8 * k)) & 0xFF].to(torch.int64) << (16 * k)
+        out = r if out is None else out | r
+    return out.view(dtype).view(weight.shape)
