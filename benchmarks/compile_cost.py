@@ -423,12 +423,12 @@ def lora_section(inners: list[str]) -> list[dict]:
 def environment(quick: bool) -> dict[str, Any]:
     import diffusers
 
-    from fp8pass.bench.variants import _cpu_name
+    from fp8pass.bench.variants import cpu_name
 
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "device": "cuda" if torch.cuda.is_available() else "cpu",
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,

@@ -19,7 +19,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -28,18 +27,9 @@ import torch
 
 from fp8pass import dequant
 from fp8pass.bench.layers import LayerShape, _functions
+from fp8pass.bench.variants import cpu_name
 
 RESULTS = Path(__file__).parent / "results"
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def _rounds(calls: dict[str, callable], repeats: int, warmup: int = 2) -> dict[str, list[float]]:
@@ -174,7 +164,7 @@ def main() -> None:
     result = {
         "what": "CPU FP8 (e4m3fn) -> bf16 conversion and fp8pass cast-path layers, before/after fp8pass.dequant",
         "date": datetime.date.today().isoformat(),
-        "device": _cpu_name(),
+        "device": cpu_name(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),

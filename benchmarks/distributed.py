@@ -62,7 +62,7 @@ import torch.distributed as dist
 
 from fp8pass import FP8Backend, FP8Config
 from fp8pass.bench import parallel, zoo
-from fp8pass.bench.variants import resolve_device, time_ms
+from fp8pass.bench.variants import cpu_name, resolve_device, time_ms
 from fp8pass.metrics import sqnr
 
 MODES = ("none", *parallel.MODES)
@@ -313,21 +313,10 @@ def _environment(args: argparse.Namespace, world: int, dev: torch.device) -> dic
     if dev.type == "cuda":
         env["gpu"] = torch.cuda.get_device_name(dev)
     else:
-        env["cpu"] = _cpu_name()
+        env["cpu"] = cpu_name()
         env["threads_per_rank"] = torch.get_num_threads()
         env["notes"] = [CPU_WORKAROUND + " (rows with a 'workaround' key)", CPU_PEAK_NOTE]
     return env
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _format_environment(env: dict[str, Any]) -> str:

@@ -452,12 +452,13 @@ def environment(model_name: str, dev: torch.device) -> dict[str, Any]:
         env["gpu"] = torch.cuda.get_device_name(dev)
         env["capability"] = ".".join(map(str, torch.cuda.get_device_capability(dev)))
     else:
-        env["cpu"] = _cpu_name()
+        env["cpu"] = cpu_name()
         env["threads"] = torch.get_num_threads()
     return env
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
+    """The CPU's model name (from /proc/cpuinfo on Linux)."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
