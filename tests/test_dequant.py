@@ -115,6 +115,11 @@ class _LinearConv(nn.Module):
 
 
 @pytest.mark.inductor
+@pytest.mark.skipif(
+    torch.__version__ < "2.13",
+    reason="torch 2.11: torch.compiler.is_compiling() is False while AOT autograd traces the "
+    "decomposition, so the cast path keeps .to() there (the same bits, without the speed-up)",
+)
 def test_compiled_cast_path_is_unchanged(monkeypatch):
     """fp8pass's compiled cast path (default config, Inductor) on a Linear + Conv2d model gives the
     same bits with the integer conversion as with the native ``.to()`` it replaced, and its
