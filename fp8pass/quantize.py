@@ -41,12 +41,18 @@ def quantize_weight(
     # Absmax and division in float32, a block of rows at a time: the float32 temporaries stay at
     # _BLOCK_NUMEL elements instead of three copies of the weight (a 75 MB Flux weight would need
     # 450 MB), and every element sees exactly the same arithmetic as in one piece.
-    if granularity == "tensor":
+    if len(blocks) == 1:  # every tensor subclass (a DTensor shard) too: the plain formula
+        amax = w.float().abs().amax() if granularity == "tensor" else w.float().abs().flatten(1).amax(dim=1)
+    elif granularity == "tensor":
         amax = torch.stack([w[b].float().abs().amax() for b in blocks]).amax()
     else:
         amax = torch.cat([w[b].float().abs().flatten(1).amax(dim=1) for b in blocks])
     scale = (amax.clamp(min=MIN_AMAX) / fp8_max(dtype)).to(SCALE_DTYPE)
     limit = fp8_max(dtype)
+    if len(blocks) == 1:  # also every tensor subclass (a DTensor shard): one piece, no copy into q
+        return (w.float() / _per_channel_view(scale, w.dim())).clamp(-limit, limit).to(
+            dtype
+        ).contiguous(), scale
     q = torch.empty(w.shape, dtype=dtype, device=w.device)
     for b in blocks:
         s = scale[b] if scale.dim() else scale
@@ -60,7 +66,7 @@ _BLOCK_NUMEL = 2**22
 
 def _row_blocks(w: torch.Tensor) -> list[slice]:
     """Slices of whole output channels (dim 0), about _BLOCK_NUMEL elements each."""
-    if w.dim() < 2 or w.numel() <= _BLOCK_NUMEL:
+    if w.dim() < 2 or w.numel() <= _BLOCK_NUMEL or type(w) is not torch.Tensor:
         return [slice(None)]
     rows, step = w.shape[0], max(1, _BLOCK_NUMEL // w[0].numel())
     return [slice(i, min(i + step, rows)) for i in range(0, rows, step)]
