@@ -38,8 +38,9 @@ MUTATIONS: dict[str, list[tuple[str, str, str]]] = {
     "merged scales (per-channel scales replaced by their mean)": [
         (
             "fp8pass/quantize.py",
-            "    return q, scale\n",
-            "    return q, (scale.mean().expand_as(scale).contiguous() if scale.dim() else scale)\n",
+            "    scale = (amax.clamp(min=MIN_AMAX) / fp8_max(dtype)).to(SCALE_DTYPE)\n",
+            "    scale = (amax.clamp(min=MIN_AMAX) / fp8_max(dtype)).to(SCALE_DTYPE)\n"
+            "    scale = scale.mean().expand_as(scale).contiguous() if scale.dim() else scale\n",
         )
     ],
     "dropped bias": [
@@ -53,8 +54,8 @@ MUTATIONS: dict[str, list[tuple[str, str, str]]] = {
     "wrong FP8 dtype stored (always e5m2)": [
         (
             "fp8pass/quantize.py",
-            "    q = torch.empty(w.shape, dtype=dtype, device=w.device)",
-            "    q = torch.empty(w.shape, dtype=torch.float8_e5m2, device=w.device)",
+            "    return (w.float() / _per_channel_view(scale, w.dim())).clamp(-limit, limit).to(dtype)",
+            "    return (w.float() / _per_channel_view(scale, w.dim())).clamp(-limit, limit).to(torch.float8_e5m2)",
         )
     ],
     "originals not released": [

@@ -41,23 +41,30 @@ def quantize_weight(
     # Absmax and division in float32, a block of rows at a time: the float32 temporaries stay at
     # _BLOCK_NUMEL elements instead of three copies of the weight (a 75 MB Flux weight would need
     # 450 MB), and every element sees exactly the same arithmetic as in one piece.
-    if len(blocks) == 1:  # every tensor subclass (a DTensor shard) too: the plain formula
-        amax = w.float().abs().amax() if granularity == "tensor" else w.float().abs().flatten(1).amax(dim=1)
+    if len(blocks) == 1:  # every tensor subclass (a DTensor shard) too: the whole tensor, unsliced
+        amax = _amax(w, granularity)
     elif granularity == "tensor":
-        amax = torch.stack([w[b].float().abs().amax() for b in blocks]).amax()
+        amax = torch.stack([_amax(w[b], granularity) for b in blocks]).amax()
     else:
-        amax = torch.cat([w[b].float().abs().flatten(1).amax(dim=1) for b in blocks])
+        amax = torch.cat([_amax(w[b], granularity) for b in blocks])
     scale = (amax.clamp(min=MIN_AMAX) / fp8_max(dtype)).to(SCALE_DTYPE)
-    limit = fp8_max(dtype)
-    if len(blocks) == 1:  # also every tensor subclass (a DTensor shard): one piece, no copy into q
-        return (w.float() / _per_channel_view(scale, w.dim())).clamp(-limit, limit).to(
-            dtype
-        ).contiguous(), scale
+    if len(blocks) == 1:  # every tensor subclass (a DTensor shard) too: no copy into a plain q
+        return _to_fp8(w, scale, dtype).contiguous(), scale
     q = torch.empty(w.shape, dtype=dtype, device=w.device)
     for b in blocks:
-        s = scale[b] if scale.dim() else scale
-        q[b] = (w[b].float() / _per_channel_view(s, w.dim())).clamp(-limit, limit).to(dtype)
+        q[b] = _to_fp8(w[b], scale[b] if scale.dim() else scale, dtype)
     return q, scale
+
+
+def _amax(w: torch.Tensor, granularity: str) -> torch.Tensor:
+    """Absmax in float32: of the whole tensor, or per output channel (dim 0)."""
+    a = w.float().abs()
+    return a.amax() if granularity == "tensor" else a.flatten(1).amax(dim=1)
+
+
+def _to_fp8(w: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    limit = fp8_max(dtype)
+    return (w.float() / _per_channel_view(scale, w.dim())).clamp(-limit, limit).to(dtype)
 
 
 #: Elements of a block of rows quantized at once (float32 temporaries of 16 MiB).
