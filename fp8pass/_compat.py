@@ -459,9 +459,33 @@ def inductor_compiler(
     _add_to_inductor_decompositions(decompositions)
 
     def compile_(gm: fx.GraphModule, example_inputs: list[Any]) -> Any:
-        return compile_fx(gm, example_inputs, config_patches=patches)
+        with torch.compiler.config.patch(cache_key_tag=_cache_key_tag()):
+            return compile_fx(gm, example_inputs, config_patches=patches)
 
     return compile_
+
+
+def _cache_key_tag() -> str:
+    """``torch.compiler.config.cache_key_tag`` while fp8pass compiles: the user's tag plus a hash
+    of fp8pass's source. The AOTAutograd cache is keyed on Dynamo's graph, in which an fp8pass op
+    is one opaque call; what it computes lives in the decompositions, which no cache key covers.
+    Without the hash, a cache directory filled by an older fp8pass handed its kernels to a newer
+    one. The tag is read into the FX graph and AOTAutograd cache keys (``FxGraphHashDetails``);
+    checked on torch 2.13.0 and 2.11.0 (CPU)."""
+    user = torch.compiler.config.cache_key_tag
+    return f"{user};fp8pass={_source_hash()}" if user else f"fp8pass={_source_hash()}"
+
+
+@functools.cache
+def _source_hash() -> str:
+    import hashlib
+    from pathlib import Path
+
+    root = Path(__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def _add_to_inductor_decompositions(decompositions: dict[Any, Callable[..., Any]]) -> None:

@@ -3,12 +3,15 @@ cache artifacts carry a compile to a fresh machine, and changing resolutions mak
 number of graphs. (The timings themselves are benchmarks/compile_cost.py's, not a test's.)"""
 
 import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 
+import fp8pass
 from fp8pass import FP8Backend, FP8Config
 from fp8pass.bench import zoo
 
@@ -33,9 +36,10 @@ print(json.dumps({k: dict(counters[k]) for k in ("inductor", "aot_autograd")}))
 """
 
 
-def _compile_in_a_fresh_process(cache_dir, **env):
+def _compile_in_a_fresh_process(cache_dir, CHILD=_CHILD, cwd=None, **env):
     run = subprocess.run(
-        [sys.executable, "-c", _CHILD],
+        [sys.executable, "-c", CHILD],
+        cwd=cwd,
         env={**__import__("os").environ, "TORCHINDUCTOR_CACHE_DIR": str(cache_dir), **env},
         capture_output=True,
         text=True,
@@ -61,6 +65,53 @@ def test_a_second_process_and_portable_artifacts_hit_inductors_caches(tmp_path):
         assert not warm["inductor"].get("fxgraph_cache_bypass") and not warm["aot_autograd"].get(
             "autograd_cache_miss"
         )
+
+
+# One linear layer converted on the cast path; prints which fp8pass ran, how far the compiled
+# output is from the layer's own (relative), and the AOTAutograd cache counters.
+_ONE_LAYER = """
+import json, torch
+from torch._dynamo.utils import counters
+import fp8pass
+from fp8pass import FP8Backend, FP8Config
+torch.manual_seed(0)
+layer = torch.nn.Linear(256, 256).to(torch.bfloat16).requires_grad_(False)
+x = torch.randn(64, 256, dtype=torch.bfloat16)
+be = FP8Backend(FP8Config(compute="cast", skip=(), keep_boundary=False, min_weight_numel=0))
+with torch.no_grad():
+    ref = layer(x).float()
+    out = torch.compile(layer, backend=be)(x).float()
+assert be.num_quantized == 1
+print(json.dumps({"package": fp8pass.__file__, "error": ((out - ref).norm() / ref.norm()).item(),
+                  "aot_autograd": dict(counters["aot_autograd"])}))
+"""
+
+
+@pytest.mark.inductor
+def test_an_upgraded_fp8pass_does_not_reuse_graphs_an_older_one_compiled(tmp_path):
+    """What an fp8pass op computes lives in fp8pass's decompositions, which Inductor's caches do
+    not hash: the AOTAutograd cache is keyed on Dynamo's graph, where the op is one opaque call.
+    A cache directory filled by an older fp8pass then handed its kernels to a newer one (CI hit
+    this: the cast path's kernel from before fp8pass.dequant). Here the older fp8pass is a copy of
+    this one with a bug put in (the scale's sign flipped), imported from its own directory."""
+    old = tmp_path / "old"
+    shutil.copytree(Path(fp8pass.__file__).parent, old / "fp8pass", ignore=shutil.ignore_patterns("__pycache__"))
+    ops = old / "fp8pass" / "ops.py"
+    line = "return _epilogue(F.linear(x, fp8_to(weight, x.dtype)), scale, bias, 0)"
+    assert line in ops.read_text()
+    ops.write_text(ops.read_text().replace(line, line.replace("scale, bias", "-scale, bias")))
+
+    def compile_one_layer(cwd):  # `python -c` imports from its working directory first
+        return _compile_in_a_fresh_process(tmp_path / "cache", CHILD=_ONE_LAYER, cwd=cwd)
+
+    before = compile_one_layer(old)
+    assert before["package"].startswith(str(old)) and before["error"] > 1  # the older one's bug
+    after = compile_one_layer(tmp_path)
+    assert not after["package"].startswith(str(old))
+    assert after["error"] < 0.05, "the newer fp8pass ran the older one's cached kernels"
+    assert not after["aot_autograd"].get("autograd_cache_hit")
+    again = compile_one_layer(tmp_path)  # and the newer one still gains from its own cache
+    assert again["error"] < 0.05 and again["aot_autograd"].get("autograd_cache_hit") == 1
 
 
 @pytest.mark.parametrize(
