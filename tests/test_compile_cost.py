@@ -95,7 +95,9 @@ def test_an_upgraded_fp8pass_does_not_reuse_graphs_an_older_one_compiled(tmp_pat
     this: the cast path's kernel from before fp8pass.dequant). Here the older fp8pass is a copy of
     this one with a bug put in (the scale's sign flipped), imported from its own directory."""
     old = tmp_path / "old"
-    shutil.copytree(Path(fp8pass.__file__).parent, old / "fp8pass", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        Path(fp8pass.__file__).parent, old / "fp8pass", ignore=shutil.ignore_patterns("__pycache__")
+    )
     ops = old / "fp8pass" / "ops.py"
     line = "return _epilogue(F.linear(x, fp8_to(weight, x.dtype)), scale, bias, 0)"
     assert line in ops.read_text()
