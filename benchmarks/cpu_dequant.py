@@ -2,7 +2,8 @@
 before / after. Writes benchmarks/results/cpu-dequant-<date>.json.
 
 Conversion: ATen ``.to()``, Inductor's ``.to()``, and fp8pass.dequant's integer and table
-formulations compiled by Inductor, on 16M and 64M e4m3fn elements. Layers: a linear (4096 tokens,
+formulations compiled by Inductor, on 3072 x 3072 (the linear's weight), 16M and 64M e4m3fn
+elements. Layers: a linear (4096 tokens,
 3072 x 3072), a 3x3 and a 1x1 convolution (640 channels, 32 x 32, batch 2), each compiled as bf16,
 as fp8pass's cast path with the old ``.to()`` and with fp8pass.dequant.
 
@@ -157,7 +158,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[16 * 2**20, 64 * 2**20])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[3072 * 3072, 16 * 2**20, 64 * 2**20])
     parser.add_argument("--skip-layers", action="store_true")
     parser.add_argument("--out", type=Path, default=RESULTS / "cpu-dequant-2026-11-23.json")
     args = parser.parse_args()

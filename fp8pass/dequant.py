@@ -1,11 +1,13 @@
 """FP8 -> bf16 / fp16 / fp32 conversion that is fast on the CPU and bit-exact with ``.to()``.
 
-On a CPU, torch converts FP8 element by element through float32 (ATen's copy kernel is scalar
-for FP8 sources, and Inductor's generated ``.to()`` is not vectorized either), which made the
-cast path's weight conversion cost more than the matmul it feeds. :func:`fp8_to` writes the same
-conversion as integer arithmetic on the weight's bytes: re-bias the exponent, shift the mantissa,
-normalize subnormals, put NaN and infinity where ``.to()`` puts them. Inductor's CPU code
-generator vectorizes that (``at::vec::Vectorized<int32_t>``), and so does ATen eagerly op by op.
+On a CPU, torch converts FP8 element by element through float32: ATen's copy kernel, and also
+Inductor's generated ``.to()``, which calls ``at::vec::convert<BFloat16>`` on a
+``Vectorized<Float8_e4m3fn>`` but finds no specialization for that pair and loops over elements
+(benchmarks/cpu_fp8_convert_repro.py). That made the weight conversion a large part of the cast
+path's time on a CPU. :func:`fp8_to` writes the same conversion as integer arithmetic on the
+weight's bytes: re-bias the exponent, shift the mantissa, normalize subnormals, put NaN and
+infinity where ``.to()`` puts them. Inductor's CPU code generator vectorizes that
+(``at::vec::Vectorized<int32_t>``) into one kernel.
 
 Only CPU tensors take this route, and only while ``torch.compile`` traces: CUDA converts FP8 in
 hardware (sm89+) and Inductor fuses the plain ``.to()`` into its matmul prologue; meta tensors
@@ -159,7 +161,10 @@ def _table(src: torch.dtype, dst: torch.dtype, device: torch.device) -> Tensor:
 
 def fp8_to_table(weight: Tensor, dtype: torch.dtype) -> Tensor:
     """The lookup-table formulation: a gather from the 256 results ``.to()`` gives, packed four
-    to an int64 for 16-bit targets as :func:`fp8_to_int` does."""
+    to an int64 for 16-bit targets as :func:`fp8_to_int` does. Not used by fp8pass, kept for
+    benchmarks/cpu_dequant.py: compiled, Inductor gathers element by element and is slower than
+    :func:`fp8_to_int`, and inlines the table's own ``.to()``, so its float32 table is not
+    bit-exact for e4m3fn NaN."""
     table = _table(weight.dtype, dtype, weight.device)
     if dtype == torch.float32:
         return table[weight.view(torch.uint8).to(torch.int32)].view(dtype)
