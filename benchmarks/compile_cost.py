@@ -57,6 +57,9 @@ FULL = {
 #: models cold-compiled in the first repeat only: SD1.5's compile takes ~4 min a process here, and the
 #: full run has to fit ~40 min (its spread is flux-dev-reduced's to show)
 ONE_REPEAT = {"sd15"}
+#: models without the portable-artifacts run: on a CPU it rebuilds Inductor's C++ (~75% of a cold
+#: compile in --quick), which for SD1.5 would cost ~5 min here
+NO_ARTIFACTS = {"sd15"}
 QUICK = {
     "sd15-tiny": "sd15-tiny (zoo), 16x16 latents, batch 2",
     "flux-dev-tiny": "flux-dev-tiny (zoo), 64 image + 8 text tokens",
@@ -265,7 +268,12 @@ def in_fresh_process(spec: dict[str, Any], cache_dir: Path, timeout: float = 180
 
 
 def cold_and_warm(
-    models: dict[str, str], repeats: int, regional_model: str | None, warm: bool, warm_repeats: int
+    models: dict[str, str],
+    repeats: int,
+    regional_model: str | None,
+    warm: bool,
+    warm_repeats: int,
+    on_row: Any = None,
 ) -> dict:
     """Per repeat and model: each backend cold (saving portable artifacts), then, with warm, warm on
     the same cache directory and from the artifacts in an empty one; the backends' order alternates
@@ -293,12 +301,14 @@ def cold_and_warm(
                 if warm and rep < warm_repeats and not regional and "error" not in row["cold"]:
                     _log(f"[{rep + 1}/{repeats}] {model} {label}: warm (same cache dir)")
                     row["warm"] = in_fresh_process({**spec, "one_call": True}, root / tag)
-                    if artifacts.exists():
+                    if artifacts.exists() and model not in NO_ARTIFACTS:
                         _log(f"[{rep + 1}/{repeats}] {model} {label}: portable artifacts, empty cache dir")
                         row["artifacts"] = in_fresh_process(
                             {**spec, "load": str(artifacts), "one_call": True}, root / f"{tag}-elsewhere"
                         )
                 runs.append(row)
+                if on_row:
+                    on_row(runs)
                 _log(f"    {_summary(row)}")
     return {"runs": runs, "cache_root": str(root)}
 
@@ -710,6 +720,9 @@ def main() -> None:
         "--repeats", type=int, default=None, help="cold/warm repeats (default: 2; 1 with --quick)"
     )
     parser.add_argument("--warm-repeats", type=int, default=1, help="repeats that also run warm starts")
+    parser.add_argument(
+        "--models", nargs="+", help="sections 1, 2, 5: only these models (of the full or quick set)"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -717,6 +730,8 @@ def main() -> None:
         return
     sections = args.only or list(SECTIONS)
     models = QUICK if args.quick else FULL
+    if args.models:
+        models = {k: v for k, v in models.items() if k in args.models}
     regional_model = "flux-dev-tiny" if args.quick else "flux-dev-reduced"
     repeats = args.repeats or (1 if args.quick else 2)
     env = environment(args.quick)
@@ -724,6 +739,7 @@ def main() -> None:
         repeats=repeats,
         warm_repeats=min(args.warm_repeats, repeats),
         one_repeat_only=sorted(ONE_REPEAT & set(models)),
+        no_portable_artifacts_run=sorted(NO_ARTIFACTS & set(models)),
         first_call="compile + one step, in a fresh process with an empty TORCHINDUCTOR_CACHE_DIR (cold)",
     )
 
@@ -743,6 +759,7 @@ def main() -> None:
             regional_model if "regional" in sections else None,
             warm="cold" in sections,
             warm_repeats=args.warm_repeats,
+            on_row=lambda runs: (report.__setitem__("cold_warm_runs", runs), save()),
         )
         report["cold_warm_runs"] = result["runs"]
         if "cold" in sections:
