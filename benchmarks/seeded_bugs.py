@@ -54,8 +54,8 @@ MUTATIONS: dict[str, list[tuple[str, str, str]]] = {
     "wrong FP8 dtype stored (always e5m2)": [
         (
             "fp8pass/quantize.py",
-            "    return (w.float() / _per_channel_view(scale, w.dim())).clamp(-limit, limit).to(dtype)",
-            "    return (w.float() / _per_channel_view(scale, w.dim())).clamp(-limit, limit).to(torch.float8_e5m2)",
+            "    return f.div_(_per_channel_view(scale, w.dim())).clamp_(-limit, limit).to(dtype)",
+            "    return f.div_(_per_channel_view(scale, w.dim())).clamp_(-limit, limit).to(torch.float8_e5m2)",
         )
     ],
     "originals not released": [

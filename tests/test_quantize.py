@@ -82,3 +82,16 @@ def test_blockwise_quantization_equals_the_one_piece_formula(shape, granularity,
     want_q = (full / view).clamp(-448, 448).to(torch.float8_e4m3fn)
     assert torch.equal(scale, want_scale) and q.is_contiguous()
     assert torch.equal(q.view(torch.uint8), want_q.view(torch.uint8))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("blocks", [1, 4])
+def test_the_weight_itself_is_never_changed(dtype, blocks, monkeypatch):
+    """quantize_weight divides and clamps in place on its float32 working copy: for a float32
+    weight that copy must be a copy (``.float()`` would return the weight itself)."""
+    w = (torch.randn(64, 32, generator=torch.Generator().manual_seed(0)) * 1000).to(dtype)
+    before = w.clone()
+    monkeypatch.setattr(quantize, "_BLOCK_NUMEL", w.numel() // blocks)
+    assert len(quantize._row_blocks(w)) == blocks
+    quantize_weight(w, torch.float8_e4m3fn, "channel")
+    assert torch.equal(w, before)

@@ -119,6 +119,13 @@ def _check_pipeline(ns: dict) -> None:
     assert ns["image"].size == (32, 32)
 
 
+def _check_cache_artifacts(ns: dict) -> None:
+    assert fp8pass._compat.is_released(ns["transformer"].transformer_blocks[0].attn.to_q.weight)  # FP8 ran
+    # saved; what a fresh process gains from it is test_compile_cost's
+    assert Path("fp8pass-cache.bin").stat().st_size > 0
+    _close_to_reference(ns, ns["out"].sample, 40)
+
+
 # a line of the snippet -> (what the reader has, what must hold after)
 SETUPS = {
     "unet = torch.compile(unet, backend=fp8_backend)": (_unet, _check_headline),
@@ -127,6 +134,7 @@ SETUPS = {
     'fp8pass.save_fp8(transformer, "flux-fp8.safetensors")': (_flux, _check_checkpoint),
     'fp8pass.load_model(FluxTransformer2DModel, "FLUX.1-dev/transformer"': (_flux_folder, _check_load_model),
     "report = fp8pass.compile_pipeline(pipe)": (_pipeline, _check_pipeline),
+    "torch.compiler.save_cache_artifacts()": (_flux, _check_cache_artifacts),
 }
 
 
