@@ -4,7 +4,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from fp8pass import FP8Config, _compat
-from fp8pass.plan import ParamRef, layer_names, plan
+from fp8pass.plan import ParamRef, all_finite, layer_names, plan
 from fp8pass.structure import structure_of
 
 from .helpers import BF16, TOY_CONVERTED
@@ -162,3 +162,17 @@ def test_other_float_models_convert(dtype):
     inputs = (torch.randn(4, 64, dtype=dtype), torch.randn(1, 64, 4, 4, dtype=dtype))
     _, _, layers = plan_for(model, *inputs, config=FP8Config(min_weight_numel=0, keep_boundary=False))
     assert all(la.converted for la in layers)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+@pytest.mark.parametrize("special", [None, float("nan"), float("inf"), -float("inf")])
+def test_all_finite_finds_one_special_value_anywhere(dtype, special):
+    w = torch.randn(37, 53, generator=torch.Generator().manual_seed(0)).to(dtype)
+    for where in [(0, 0), (18, 26), (36, 52)]:
+        x = w.clone()
+        if special is not None:
+            x[where] = special
+        assert (
+            all_finite(x) == all_finite(nn.Parameter(x)) == (special is None) == bool(torch.isfinite(x).all())
+        )
+    assert all_finite(torch.empty(0, 4, dtype=dtype))
