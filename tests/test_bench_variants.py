@@ -54,3 +54,24 @@ def test_command_line_errors_are_one_line_with_the_valid_names():
         )
         assert run.returncode == 2 and "invalid choice" in run.stderr and valid in run.stderr
         assert "Traceback" not in run.stderr
+
+
+def test_fp8pass_on_torchaos_layers_converts_every_linear_and_no_convolution(monkeypatch):
+    """The variant that compares fp8pass with torchao's weight-only path layer for layer: torchao's
+    quantize_ converts every nn.Linear and nothing else, so must this one."""
+    import functools
+
+    from fp8pass import FP8Backend
+    from fp8pass.bench import zoo
+
+    monkeypatch.setattr(bench, "FP8Backend", functools.partial(FP8Backend, inner="aot_eager"))
+    model, inputs = zoo.build("sd15-tiny")
+    kinds = {name: type(m) for name, m in model.named_modules()}
+    fn, extra = bench.VARIANTS["fp8pass cast, torchao's layers"].prepare(model, torch.device("cpu"), inputs)
+    with torch.no_grad():
+        fn(**inputs)
+    rows = extra["report"]()
+    converted = {r.name for r in rows if r.converted}
+    assert converted == {name for name, cls in kinds.items() if cls is torch.nn.Linear}
+    assert all(not r.converted for r in rows if issubclass(kinds.get(r.name, object), torch.nn.Conv2d))
+    assert any(issubclass(kinds.get(r.name, object), torch.nn.Conv2d) for r in rows)

@@ -24,6 +24,7 @@ import json
 import math
 import os
 import platform
+import re
 import statistics
 import sys
 import time
@@ -114,6 +115,19 @@ def _fp8pass(
     return prepare
 
 
+def _fp8pass_torchao_layers(model: torch.nn.Module, device: torch.device, inputs: dict) -> Prepared:
+    """fp8pass's cast path on the layers torchao's ``quantize_`` converts: every ``nn.Linear``
+    (boundary and small ones included), no convolution, so the two compare layer for layer."""
+    convs = [
+        rf"^{re.escape(name)}$"
+        for name, m in model.named_modules()
+        if isinstance(m, torch.nn.modules.conv._ConvNd)
+    ]
+    config = FP8Config(compute="cast", skip=tuple(convs), keep_boundary=False, min_weight_numel=0)
+    be = FP8Backend(config)
+    return torch.compile(model, backend=be), {"report": be.report}
+
+
 def _fp8_hooks(model: torch.nn.Module, device: torch.device, inputs: dict) -> Prepared:
     hooks = apply_fp8_hooks(model, FP8Config(), inputs)  # the inputs trace the model's structure
     return model, {
@@ -171,6 +185,7 @@ VARIANTS: dict[str, Variant] = {
     "fp8pass scaled_mm per-row fused": Variant(
         _fp8pass("scaled_mm", "channel", fuse=True), gpu_only_by_default=True
     ),
+    "fp8pass cast, torchao's layers": Variant(_fp8pass_torchao_layers),
     "torchao fp8 weight-only compiled": Variant(_torchao("weight_only")),
     "torchao fp8 dynamic per-row compiled": Variant(_torchao("dynamic"), unsupported=_needs_sm89),
 }
