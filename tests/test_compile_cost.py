@@ -61,7 +61,8 @@ def test_a_second_process_and_portable_artifacts_hit_inductors_caches(tmp_path):
         _compile_in_a_fresh_process(tmp_path / "cache"),
         _compile_in_a_fresh_process(tmp_path / "elsewhere", LOAD=str(artifacts)),
     ):
-        assert warm["aot_autograd"].get("autograd_cache_hit") == 1, warm
+        # every compile (the model's graph, and fp8pass's CPU conversion op on its first use) hits
+        assert warm["aot_autograd"].get("autograd_cache_hit") == warm["aot_autograd"]["total"] >= 1, warm
         assert not warm["inductor"].get("fxgraph_cache_bypass") and not warm["aot_autograd"].get(
             "autograd_cache_miss"
         )
@@ -111,9 +112,11 @@ def test_an_upgraded_fp8pass_does_not_reuse_graphs_an_older_one_compiled(tmp_pat
     after = compile_one_layer(tmp_path)
     assert not after["package"].startswith(str(old))
     assert after["error"] < 0.05, "the newer fp8pass ran the older one's cached kernels"
-    assert not after["aot_autograd"].get("autograd_cache_hit")
+    # the layer's graph compiled afresh (the conversion op's own graph, traced in full, may hit)
+    assert after["aot_autograd"].get("autograd_cache_miss") == 1
     again = compile_one_layer(tmp_path)  # and the newer one still gains from its own cache
-    assert again["error"] < 0.05 and again["aot_autograd"].get("autograd_cache_hit") == 1
+    assert again["error"] < 0.05 and not again["aot_autograd"].get("autograd_cache_miss")
+    assert again["aot_autograd"].get("autograd_cache_hit") == again["aot_autograd"]["total"]
 
 
 @pytest.mark.parametrize(
@@ -124,17 +127,19 @@ def test_resolution_changes_compile_a_bounded_number_of_graphs(name, sizes):
     that the third reuses: two graphs, for fp8pass as for plain compilation, with every weight
     quantized once."""
     model, inputs = zoo.build(name)
-    be = FP8Backend(FP8Config(), inner="aot_eager")
-    cm = torch.compile(model, backend=be)
     plain = torch.compile(zoo.build_model(name), backend="aot_eager")
     torch._dynamo.utils.counters.clear()
     for size in sizes:
-        shaped = _at_size(name, inputs, size)
         with torch.no_grad():
-            cm(**shaped)
-            plain(**shaped)
-    assert be.num_graphs == 2
-    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 4  # 2 for fp8pass, 2 for plain
+            plain(**_at_size(name, inputs, size))
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 2
+    torch._dynamo.reset()  # Dynamo's shapes seen so far are per code object: start fp8pass afresh
+    be = FP8Backend(FP8Config(), inner="aot_eager")
+    cm = torch.compile(model, backend=be)
+    for size in sizes:
+        with torch.no_grad():
+            cm(**_at_size(name, inputs, size))
+    assert be.num_graphs == 2  # Dynamo's count would add the CPU conversion op's own compiles
     assert be.num_quantized == len({r.weight for r in be.report() if r.converted})
 
 
