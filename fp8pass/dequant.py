@@ -22,6 +22,7 @@ whatever the sign; fp16 and fp32 keep the sign and the payload, quieted.
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -80,11 +81,19 @@ def fp8_to(weight: Tensor, dtype: torch.dtype) -> Tensor:
     return torch.ops.fp8pass.fp8_to_cpu(weight, dtype)
 
 
+#: Dynamo may compile the conversion at run time (its first use, and once more: it guards on the
+#: input's dispatch keys, which differ between the first run inside compilation and later runs),
+#: and Dynamo must not compile from several threads at once (a model called from several threads
+#: failed): calls are serialized. Each is one vectorized pass over one weight.
+_COMPILED_CALL = threading.Lock()
+
+
 @torch.library.custom_op("fp8pass::fp8_to_cpu", mutates_args=(), device_types="cpu")
 def _fp8_to_cpu(weight: Tensor, dtype: torch.dtype) -> Tensor:
     if not (packable(weight) and weight.numel() >= 4):
         return fp8_to_int(weight, dtype)
-    return _compiled_int(weight.dtype, dtype)(weight.reshape(-1)).view(weight.shape)
+    with _COMPILED_CALL:
+        return _compiled_int(weight.dtype, dtype)(weight.reshape(-1)).view(weight.shape)
 
 
 @_fp8_to_cpu.register_fake
