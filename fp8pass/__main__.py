@@ -174,6 +174,11 @@ def _bench(args: argparse.Namespace) -> int:
             args.json.write_text(b.to_json(env, results) + "\n")
         return 0
     print(b.format_environment(b.environment(args.model, device)), flush=True)
+
+    def save(env: dict, results: list) -> None:  # after every variant: a killed run keeps its rows
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(b.to_json({**env, "complete": False}, results) + "\n")
+
     env, results = b.run_benchmark(
         args.model,
         args.device,
@@ -184,11 +189,12 @@ def _bench(args: argparse.Namespace) -> int:
         not args.quiet,
         rounds=args.rounds,
         interleave=args.interleave,
+        on_result=save if args.json else None,
     )
     print(b.format_results(env, results))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(b.to_json(env, results) + "\n")
+        args.json.write_text(b.to_json({**env, "complete": True}, results) + "\n")
         print(f"wrote {args.json}")
     if not args.verbose:
         print("(third-party warnings hidden; --verbose shows them)")

@@ -211,6 +211,7 @@ def run_benchmark(
     progress: bool = True,
     rounds: int = 3,
     interleave: bool | None = None,
+    on_result: Callable[[dict[str, Any], list[Result]], None] | None = None,
 ) -> tuple[dict[str, Any], list[Result]]:
     """Run the variants on ``model_name``; returns ``(environment, results)``.
 
@@ -218,6 +219,8 @@ def run_benchmark(
     fused-projection variants run only on CUDA (on a CPU max-autotune takes many minutes to tune);
     name them in ``variants`` to run them anyway. ``interleave`` (default: when every variant's
     model fits in half the free memory at once) keeps all variants and times them round by round.
+    ``on_result(environment, results so far)`` is called after each variant is done (timed, or
+    failed), so that a caller can save what a run killed part-way had measured.
     """
     dev = resolve_device(device)
     if model_name not in zoo.MODELS:
@@ -256,6 +259,8 @@ def run_benchmark(
             if entry is None:
                 status, message = out
                 results.append(Result(name, status=status, error=message))
+                if on_result is not None:
+                    on_result(env, results)
                 continue
             results.append(entry.result)
             if name == "bf16 eager":
@@ -272,6 +277,9 @@ def run_benchmark(
                 _finish(entry, inputs, dev)
                 entry.model = entry.fn = None
                 _free(dev)
+                if on_result is not None:
+                    _compare_to_baseline(results)
+                    on_result(env, results)
         for r in range(rounds if interleave else 0):
             shift = r % max(len(prepared), 1)
             for entry in prepared[shift:] + prepared[:shift]:
