@@ -196,9 +196,12 @@ def _name(param: torch.Tensor) -> str:
 
 def guard_eager_use(root: torch.nn.Module, param: torch.Tensor) -> None:
     """Close every eager way into ``param`` (released) through the modules of ``root``."""
-    for name, module, chain in _owners(root).get(id(param), []):
+    for name in _owners(root).get(id(param), []):
+        module = root.get_submodule(name)
         label = name or type(module).__name__
-        for ancestor_name, ancestor in chain:
+        parts = name.split(".") if name else []
+        for ancestor_name in (".".join(parts[:i]) for i in range(len(parts) + 1)):
+            ancestor = root.get_submodule(ancestor_name)
             if ancestor not in _GUARDED_APPLY:
                 _GUARDED_APPLY.add(ancestor)
                 # .to() / .cuda() / .float() / .half() go through Module._apply, which has no hook
@@ -225,17 +228,16 @@ def unguard(model: torch.nn.Module) -> None:
     _OWNER_INDEX.pop(model, None)
 
 
-def _owners(root: torch.nn.Module) -> dict[int, list]:
-    """id(parameter) -> [(module path, module, [(path, module) from root down to it])], per root."""
+def _owners(root: torch.nn.Module) -> dict[int, list[str]]:
+    """id(parameter) -> the paths of the modules of ``root`` that hold it, per root. Paths, not
+    modules: the index is the value of a weak dictionary keyed by ``root``, and a value that
+    referred to ``root`` would keep it, its weights and their FP8 copies alive for ever."""
     index = _OWNER_INDEX.get(root)
     if index is None:
         index = {}
-        modules = dict(root.named_modules(remove_duplicate=False))
-        for name, module in modules.items():
-            parts = name.split(".") if name else []
-            chain = [(".".join(parts[:i]), modules[".".join(parts[:i])]) for i in range(len(parts) + 1)]
+        for name, module in root.named_modules(remove_duplicate=False):
             for _, p in module.named_parameters(recurse=False, remove_duplicate=False):
-                index.setdefault(id(p), []).append((name, module, chain))
+                index.setdefault(id(p), []).append(name)
         _OWNER_INDEX[root] = index
     return index
 

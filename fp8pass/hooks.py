@@ -20,6 +20,7 @@ It also fixes what the hook versions in the field got wrong:
 from __future__ import annotations
 
 import threading
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,12 +51,18 @@ class FP8Hooks:
     """Handle returned by :func:`apply_fp8_hooks`."""
 
     def __init__(self, model: torch.nn.Module, config: FP8Config) -> None:
-        self.model = model
+        # weakly: the registry maps the model to this handle, which must not keep the model alive
+        self._model = weakref.ref(model)
         self.config = config
         self._stored: dict[int, _Stored] = {}
         self._handles: list[Any] = []
         self._rows: list[LayerReport] = []
         self._lock = threading.Lock()
+
+    @property
+    def model(self) -> torch.nn.Module | None:
+        """The model the hooks are on (``None`` once it is gone)."""
+        return self._model()
 
     def report(self) -> list[LayerReport]:
         """The layers seen, as :meth:`fp8pass.FP8Backend.report` gives them."""
@@ -77,7 +84,8 @@ class FP8Hooks:
             if _compat.is_released(stored.param):
                 _materialize(stored)
         self._stored.clear()
-        _APPLIED.pop(self.model, None)
+        if self.model is not None:
+            _APPLIED.pop(self.model, None)
 
     # -- hooks ------------------------------------------------------------------------------
 

@@ -246,17 +246,23 @@ def feeding_fp8_inputs(compiled: Any, feeds: list[tuple[int, ...]], fp8_inputs: 
     looked up afresh only when those parameters are not the previous call's (identity check) or
     the store re-pointed its entries since."""
     positions = [i for feed in feeds for i in feed]
+    # Weak references to the previous call's parameters: Dynamo keeps this function for as long as
+    # the model's class is compiled, and strong ones would keep a deleted model's parameters and
+    # their FP8 copies (the whole model's weights) alive. When one dies, the FP8 copies go too.
     last: dict[str, Any] = {"params": [], "extra": [], "version": -1}
+
+    def forget(_: Any) -> None:
+        last["params"], last["extra"], last["version"] = [], [], -1
 
     def extra_for(args: Any) -> list[torch.Tensor]:
         params = [args[i] for i in positions]
         if (
             last["version"] != _version
             or len(params) != len(last["params"])
-            or any(a is not b for a, b in zip(params, last["params"], strict=True))
+            or any(a is not b() for a, b in zip(params, last["params"], strict=True))
         ):
             last["extra"] = fp8_inputs([tuple(args[i] for i in feed) for feed in feeds])
-            last["params"], last["version"] = params, _version
+            last["params"], last["version"] = [weakref.ref(p, forget) for p in params], _version
         return last["extra"]
 
     def run(*args: Any) -> Any:
