@@ -511,6 +511,7 @@ def test_cuda_memory_drops():
     torch.manual_seed(0)
     model = ToyDenoiser(ch=256, hidden=512).to("cuda", BF16).requires_grad_(False)
     x = torch.randn(1, 4, 8, 8, dtype=BF16, device="cuda")
+    run(model, x)  # cuBLAS allocates its workspace (33 MiB on an H100) at the first matmul: not ours
     torch.cuda.synchronize()
     before = torch.cuda.memory_allocated()
     cm, be = compile_fp8(model, FP8Config(compute="cast"))
@@ -525,19 +526,28 @@ def test_cuda_memory_drops():
     not torch.cuda.is_available() or torch.cuda.get_device_capability() < (9, 0), reason="needs sm90"
 )
 def test_cuda_max_autotune_fuses_the_cast_into_the_matmul():
-    """Under max-autotune, a Triton matmul kernel loads the fp8 weight itself."""
+    """With Inductor's Triton matmul templates (max-autotune), the template loads the fp8 weight
+    itself (prologue fusion): no bf16 copy of the weight is written. Triton only: with cuBLAS among
+    the choices, autotuning may pick it for a shape, and then the cast is a kernel of its own (seen
+    on an H100 for this shape)."""
     torch.manual_seed(0)
     model = nn.Linear(1024, 1024).to("cuda", BF16).requires_grad_(False)
     x = torch.randn(64, 1024, dtype=BF16, device="cuda")
     ref = run(copy.deepcopy(model), x)
     be = FP8Backend(
-        FP8Config(compute="cast", min_weight_numel=0, skip=(), keep_boundary=False), mode="max-autotune"
+        FP8Config(compute="cast", min_weight_numel=0, skip=(), keep_boundary=False),
+        mode="max-autotune-no-cudagraphs",
+        options={"max_autotune_gemm_backends": "TRITON"},
     )
     with torch.no_grad():
         out, (code,) = run_and_get_code(torch.compile(model, backend=be), x)
     assert sqnr(ref, out) > 25
     kernels = code.split("@triton.jit")
-    assert any("tl.dot" in k and "fp8e4nv" in k for k in kernels), "no matmul kernel reads the fp8 weight"
+    summary = [(k.count("tl.dot"), k.count("fp8e4nv")) for k in kernels[1:]]
+    assert any("tl.dot" in k and "fp8e4nv" in k for k in kernels), (
+        f"no matmul kernel reads the fp8 weight: (tl.dot, fp8e4nv) per kernel {summary}; "
+        f"extern mm: {'extern_kernels.mm' in code or 'extern_kernels.addmm' in code}"
+    )
 
 
 @cuda_only
@@ -568,9 +578,13 @@ def test_cuda_graphs_keep_the_fp8_weights_in_place():
 def test_cuda_auto_runs_real_fp8_matmuls_on_sm89(granularity):
     """compute="auto" picks scaled_mm on sm89+, and what runs is an FP8 matmul: the output matches
     the activation-and-weight FP8 arithmetic done independently (tests/helpers.py), which the
-    cast path would not (its activations are not rounded to e4m3)."""
+    cast path would not (its activations are not rounded to e4m3).
+
+    One layer: behind a second one, a last-bit difference in the first one's bf16 output moves
+    a row's activation scale, which re-rounds much of that row to e4m3 (on an H100, per row: 40.8
+    dB against 33.0 for the cast arithmetic, too close to tell the paths apart)."""
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(256, 512), nn.GELU(), nn.Linear(512, 256)).to("cuda", BF16)
+    model = nn.Sequential(nn.Linear(256, 512)).to("cuda", BF16)
     zoo.init_weights(model)
     model.requires_grad_(False)
     x = torch.randn(64, 256, dtype=BF16, device="cuda")
@@ -578,7 +592,7 @@ def test_cuda_auto_runs_real_fp8_matmuls_on_sm89(granularity):
     config = FP8Config(granularity=granularity, min_weight_numel=0, skip=(), keep_boundary=False)
     cm, be = compile_fp8(model, config, inner="inductor")
     out = run(cm, x)
-    rows = assert_converted(be, model, {"0", "2"})
+    rows = assert_converted(be, model, {"0"})
     assert {r.compute for r in rows} == {"scaled_mm"}
     with_act = sqnr(fake_fp8_output(original, rows, (x,), config), out)
     cast_rows = [dataclasses.replace(r, compute="cast") for r in rows]
