@@ -10,13 +10,13 @@ from fp8pass.metrics import psnr, ssim
 from fp8pass.plan import plan_modules
 from fp8pass.structure import structure_of
 
-from .helpers import assert_converted, compile_fp8, fake_fp8_output, sqnr
+from .helpers import ROWWISE_CPU, assert_converted, compile_fp8, fake_fp8_output, sqnr
 
 TINY = [name for name in zoo.MODELS if name.endswith("-tiny")]
 
 
 def test_every_model_has_a_tiny_twin_of_the_same_class():
-    full = [n for n in zoo.MODELS if not n.endswith("-tiny") and n != "flux-dev-512"]
+    full = [n for n in zoo.MODELS if not n.endswith("-tiny") and not n.startswith("flux-dev-512")]
     assert sorted(full) == ["flux-dev", "sd15", "sd35-medium", "sdxl", "wan21-1.3b"]
     for name in full:
         assert zoo.MODELS[f"{name}-tiny"].cls == zoo.MODELS[name].cls
@@ -77,7 +77,9 @@ def test_tiny_models_compile_fullgraph_under_fp8pass(name, compute):
     expected = {la.name for la in plan_modules(original, config) if la.converted}
     rows = assert_converted(be, model, expected)
     if compute == "scaled_mm":  # every linear of these models has widths divisible by 16
-        assert all(r.compute == "scaled_mm" for r in rows if r.kind == "linear")
+        # torch 2.11's CPU _scaled_mm has no per-row scales: per-channel layers take the cast path
+        expect = "scaled_mm" if ROWWISE_CPU else "cast"
+        assert all(r.compute == expect for r in rows if r.kind == "linear")
     assert sqnr(ref, out) > SQNR_MIN[name][compute == "scaled_mm"]
     match = sqnr(fake_fp8_output(original, rows, inputs, config), out)
     assert match > MATCH_MIN.get(name, (60, 60))[compute == "scaled_mm"]
