@@ -88,6 +88,13 @@ MUTATIONS: dict[str, list[tuple[str, str, str]]] = {
     "activation scale off (x2 against the one used to quantize)": [
         ("fp8pass/ops.py", "    return xq, a_scale\n", "    return xq, a_scale * 2\n")
     ],
+    "a dropped model kept alive (the per-call cache holds parameters strongly)": [
+        (
+            "fp8pass/store.py",
+            "[weakref.ref(p, forget) for p in params]",
+            "[(lambda p=p: p) for p in params]",
+        )
+    ],
 }
 
 

@@ -225,6 +225,14 @@ MODELS: dict[str, ZooModel] = {
             "512x512 (1024 image + 512 text tokens), batch 1",
         ),
         ZooModel(
+            "flux-dev-512-3blocks",
+            "FluxTransformer2DModel",
+            {**_FLUX_DEV, "num_layers": 1, "num_single_layers": 2},
+            _flux_inputs(image_tokens=1024, text_tokens=512, channels=64, text_dim=4096, pooled=768),
+            "flux-dev's layers at full width, 1 double + 2 single blocks (of 19 + 38), "
+            "512x512 (1024 image + 512 text tokens), batch 1: a depth a CPU steps in seconds",
+        ),
+        ZooModel(
             "flux-dev-tiny",
             "FluxTransformer2DModel",
             dict(
