@@ -477,7 +477,14 @@ def environment(model_name: str, dev: torch.device) -> dict[str, Any]:
     else:
         env["cpu"] = cpu_name()
         env["threads"] = torch.get_num_threads()
+    # allocator settings change CPU step times (fresh large outputs pay page faults; README)
+    for name in _ALLOCATOR_ENV:
+        if os.environ.get(name):
+            env[name] = os.environ[name]
     return env
+
+
+_ALLOCATOR_ENV = ("GLIBC_TUNABLES", "THP_MEM_ALLOC_ENABLE", "LD_PRELOAD", "MALLOC_CONF")
 
 
 def cpu_name() -> str:
