@@ -421,6 +421,27 @@ def _rowwise_probe(device_type: str, index: int | None) -> bool:
     return True
 
 
+def known_empty(t: torch.Tensor) -> bool:
+    """Whether ``t`` is certainly empty; ``False`` where its size is data-dependent and unknown
+    while tracing (an unbacked symbol: HunyuanVideo FramePack's masked text tokens), instead of
+    the error a plain ``t.numel() == 0`` raises there. ``guard_or_false`` lives in
+    ``torch.fx.experimental``; checked on torch 2.13.0 and 2.11.0 (CPU)."""
+    from torch.fx.experimental.symbolic_shapes import guard_or_false
+
+    return guard_or_false(t.numel() == 0)
+
+
+def data_dependent_rows(t: torch.Tensor) -> bool:
+    """Whether ``t``'s first dimension is an unbacked symbol while tracing (a row count that
+    depends on data, like HunyuanVideo FramePack's masked text tokens). torch's meta function for
+    ``_scaled_mm`` asks whether the per-row activation scale has one element, which cannot be
+    decided for such a count. ``free_unbacked_symbols`` lives in ``torch.fx.experimental``;
+    checked on torch 2.13.0 and 2.11.0 (CPU)."""
+    from torch.fx.experimental.symbolic_shapes import free_unbacked_symbols
+
+    return t.dim() > 0 and bool(free_unbacked_symbols(t.shape[0]))
+
+
 def scaled_mm(
     a: torch.Tensor,
     b: torch.Tensor,

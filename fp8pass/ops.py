@@ -73,9 +73,17 @@ def _quantize_activation(x2d: Tensor, rowwise: bool) -> tuple[Tensor, Tensor]:
 def scaled_linear_math(x: Tensor, weight: Tensor, scale: Tensor, bias: Tensor | None) -> Tensor:
     rowwise = scale.dim() == 1
     n, k = weight.shape
-    if x.numel() == 0:  # an empty batch: nothing to scale (Dynamo specializes size 0)
+    if _compat.known_empty(x):  # an empty batch: nothing to scale (Dynamo specializes size 0)
         return x.new_empty(*x.shape[:-1], n)
-    xq, a_scale = _quantize_activation(x.reshape(-1, k), rowwise)
+    x2d = x.reshape(-1, k)
+    rows = x2d.shape[0]
+    # A data-dependent row count (rowwise only): two zero rows make "one row?" decidable for
+    # torch's _scaled_mm checks (rows + 2 > 1); their outputs are dropped. Zero rows leave the
+    # other rows' scales alone.
+    pad = 2 if rowwise and _compat.data_dependent_rows(x2d) else 0
+    if pad:
+        x2d = torch.cat([x2d, x2d.new_zeros(pad, k)])
+    xq, a_scale = _quantize_activation(x2d, rowwise)
     # weight is stored (N, K) row-major, so weight.t() is the column-major (K, N) operand the FP8
     # matmul wants: a view, no per-call copy.
     y = _compat.scaled_mm(
@@ -86,6 +94,8 @@ def scaled_linear_math(x: Tensor, weight: Tensor, scale: Tensor, bias: Tensor | 
         x.dtype,
         None if bias is None else bias.to(x.dtype),
     )
+    if pad:
+        y = y.narrow(0, 0, rows)
     return y.reshape(*x.shape[:-1], n)
 
 

@@ -18,6 +18,7 @@ from .helpers import (
     assert_converted,
     compile_fp8,
     fake_fp8_output,
+    needs_rowwise_cpu,
     sqnr,
 )
 
@@ -149,6 +150,46 @@ def test_empty_batch(toy, compute):
     cm, be = compile_fp8(toy, FP8Config(compute=compute))
     assert run(cm, torch.randn(0, 4, 16, 16, dtype=BF16)).shape == (0, 4, 16, 16)
     assert_converted(be, toy, TOY_CONVERTED)
+
+
+class Masked(nn.Module):
+    """Rows picked by data (HunyuanVideo FramePack masks its text tokens): under
+    capture_dynamic_output_shape_ops the row count is an unbacked symbol while tracing."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(64, 64)
+
+    def forward(self, x, mask):
+        return self.fc(x[mask])
+
+
+@pytest.mark.parametrize(
+    "compute, granularity",
+    [
+        ("cast", "channel"),
+        ("scaled_mm", "tensor"),
+        pytest.param("scaled_mm", "channel", marks=needs_rowwise_cpu),
+    ],
+)
+def test_a_data_dependent_row_count(compute, granularity):
+    """fp8pass's empty-batch check and torch's _scaled_mm checks must not guard on the unknown
+    count (both raised GuardOnDataDependentSymNode); the output equals that of the same layer
+    compiled for the selected rows as a plain input."""
+    torch.manual_seed(0)
+    model = Masked().to(BF16).requires_grad_(False)
+    x, mask = torch.randn(8, 64, dtype=BF16), torch.tensor([1, 0, 1, 1, 0, 1, 1, 1], dtype=torch.bool)
+    config = FP8Config(
+        compute=compute, granularity=granularity, min_weight_numel=0, skip=(), keep_boundary=False
+    )
+    plain, _ = compile_fp8(copy.deepcopy(model).fc, config)
+    expected = run(plain, x[mask])
+    torch._dynamo.reset()
+    cm, be = compile_fp8(model, config, fullgraph=True)
+    with torch._dynamo.config.patch(capture_dynamic_output_shape_ops=True):
+        out = run(cm, x, mask)
+    assert [r.compute for r in assert_converted(be, model, {"fc"})] == [compute]
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
 
 
 def test_channels_last_and_non_contiguous_inputs(toy):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime
 import gc
+import inspect
 import math
 import platform
 import re
@@ -75,12 +76,22 @@ def _leaves(out: Any) -> list[torch.Tensor]:
     return []
 
 
+def _call_inputs(model: torch.nn.Module, inputs: dict) -> dict:
+    """``inputs`` plus ``return_dict=False`` where the model's forward takes it (aMUSEd's
+    UVit2DModel and UniDiffuserModel return plain tensors and take no such argument)."""
+    forward = getattr(model, "_orig_mod", model).forward
+    params = inspect.signature(forward).parameters.values()
+    if any(p.name == "return_dict" or p.kind is p.VAR_KEYWORD for p in params):
+        return {**inputs, "return_dict": False}
+    return dict(inputs)
+
+
 def _output(model: Any, inputs: dict) -> torch.Tensor:
     """Every floating tensor the model returns, flattened into one: residual tuples, lists of
     predictions and video + audio outputs alike."""
     torch.manual_seed(0)  # models that draw noise in forward draw the same noise each call
     with torch.no_grad():
-        out = model(**inputs, return_dict=False)
+        out = model(**_call_inputs(model, inputs))
     leaves = [t.detach().float().flatten() for t in _leaves(out) if t.is_floating_point()]
     return torch.cat(leaves)
 
@@ -133,12 +144,12 @@ def _check(entry: zoo.ZooModel, row: SweepRow, computes: tuple[str, ...]) -> Non
     row.outside_layers = _outside_layers(model)
     fresh, fresh_inputs = _fresh(entry)
     try:  # a model never called before, as torch.compile usually meets it
-        torch.compile(fresh, backend="eager", fullgraph=True)(**fresh_inputs, return_dict=False)
+        torch.compile(fresh, backend="eager", fullgraph=True)(**_call_inputs(fresh, fresh_inputs))
     except Exception as e:
         row.graph_break = _break_site(e)
         try:  # some models build a cache lazily on their first call, in code Dynamo cannot trace
             torch._dynamo.reset()
-            torch.compile(model, backend="eager", fullgraph=True)(**inputs, return_dict=False)
+            torch.compile(model, backend="eager", fullgraph=True)(**_call_inputs(model, inputs))
             row.graph_break = (
                 f"only on a model never called before (compiles after one eager call): {row.graph_break}"
             )
