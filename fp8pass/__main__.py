@@ -154,6 +154,12 @@ def _choices(names: list[str], default: str = "") -> str:
     return "one of: " + ", ".join(names) + (f" (default: {default})" if default else "")
 
 
+def _write_text(path: Path, text: str) -> None:
+    """``text`` and a newline to ``path``, its folder made if missing (JSON and markdown outputs)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text + "\n")
+
+
 def _bench(args: argparse.Namespace) -> int:
     from .bench import variants as b
 
@@ -170,14 +176,12 @@ def _bench(args: argparse.Namespace) -> int:
             "(pipeline mode: 'step ms' is one pipeline call end to end; 'SQNR dB' is the image's PSNR against bf16 eager)"
         )
         if args.json:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(b.to_json(env, results) + "\n")
+            _write_text(args.json, b.to_json(env, results))
         return 0
     print(b.format_environment(b.environment(args.model, device)), flush=True)
 
     def save(env: dict, results: list) -> None:  # after every variant: a killed run keeps its rows
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(b.to_json({**env, "complete": False}, results) + "\n")
+        _write_text(args.json, b.to_json({**env, "complete": False}, results))
 
     env, results = b.run_benchmark(
         args.model,
@@ -193,8 +197,7 @@ def _bench(args: argparse.Namespace) -> int:
     )
     print(b.format_results(env, results))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(b.to_json({**env, "complete": True}, results) + "\n")
+        _write_text(args.json, b.to_json({**env, "complete": True}, results))
         print(f"wrote {args.json}")
     if not args.verbose:
         print("(third-party warnings hidden; --verbose shows them)")
@@ -248,11 +251,9 @@ def _sweep(args: argparse.Namespace) -> int:
     table = format_sweep(rows)
     print(table)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(to_json(env, rows) + "\n")
+        _write_text(args.json, to_json(env, rows))
     if args.markdown:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(table + "\n")
+        _write_text(args.markdown, table)
     return 0 if not any(r.error for r in rows) else 1
 
 
@@ -271,8 +272,7 @@ def _layers(args: argparse.Namespace) -> int:
     rows = run_layer_benchmark(args.model, device, mode, args.max_m, args.steps)
     print(format_layer_results(rows))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(rows, indent=2, default=list, allow_nan=False) + "\n")
+        _write_text(args.json, json.dumps(rows, indent=2, default=list, allow_nan=False))
     return 0
 
 

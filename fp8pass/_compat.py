@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 import torch.fx as fx
+from torch.fx.experimental.symbolic_shapes import free_unbacked_symbols, guard_or_false
 
 _ROOT = re.compile(r"""^[LG]\[['"][^'"]*['"]\]\.?""")
 _TOKEN = re.compile(r"""\.(\w+)|\[['"]?([^'"\]]+)['"]?\]""")
@@ -426,8 +427,6 @@ def known_empty(t: torch.Tensor) -> bool:
     while tracing (an unbacked symbol: HunyuanVideo FramePack's masked text tokens), instead of
     the error a plain ``t.numel() == 0`` raises there. ``guard_or_false`` lives in
     ``torch.fx.experimental``; checked on torch 2.13.0 and 2.11.0 (CPU)."""
-    from torch.fx.experimental.symbolic_shapes import guard_or_false
-
     return guard_or_false(t.numel() == 0)
 
 
@@ -437,8 +436,6 @@ def data_dependent_rows(t: torch.Tensor) -> bool:
     ``_scaled_mm`` asks whether the per-row activation scale has one element, which cannot be
     decided for such a count. ``free_unbacked_symbols`` lives in ``torch.fx.experimental``;
     checked on torch 2.13.0 and 2.11.0 (CPU)."""
-    from torch.fx.experimental.symbolic_shapes import free_unbacked_symbols
-
     return t.dim() > 0 and bool(free_unbacked_symbols(t.shape[0]))
 
 

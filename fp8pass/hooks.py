@@ -84,8 +84,9 @@ class FP8Hooks:
             if _compat.is_released(stored.param):
                 _materialize(stored)
         self._stored.clear()
-        if self.model is not None:
-            _APPLIED.pop(self.model, None)
+        model = self.model
+        if model is not None:
+            _APPLIED.pop(model, None)
 
     # -- hooks ------------------------------------------------------------------------------
 

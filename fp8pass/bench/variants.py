@@ -456,6 +456,10 @@ def _progress(done: int, total: int, label: str) -> None:
     sys.stderr.flush()
 
 
+#: allocator settings change CPU step times (fresh large outputs pay page faults; README "On a CPU")
+_ALLOCATOR_ENV = ("GLIBC_TUNABLES", "THP_MEM_ALLOC_ENABLE", "LD_PRELOAD", "MALLOC_CONF")
+
+
 def environment(model_name: str, dev: torch.device) -> dict[str, Any]:
     """Versions and device, printed before any number."""
     import diffusers
@@ -477,14 +481,10 @@ def environment(model_name: str, dev: torch.device) -> dict[str, Any]:
     else:
         env["cpu"] = cpu_name()
         env["threads"] = torch.get_num_threads()
-    # allocator settings change CPU step times (fresh large outputs pay page faults; README)
     for name in _ALLOCATOR_ENV:
         if os.environ.get(name):
             env[name] = os.environ[name]
     return env
-
-
-_ALLOCATOR_ENV = ("GLIBC_TUNABLES", "THP_MEM_ALLOC_ENABLE", "LD_PRELOAD", "MALLOC_CONF")
 
 
 def cpu_name() -> str:
