@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from .config import FP8Config
+from .kinds import KINDS
 from .metrics import sqnr
 from .plan import Layer, plan_modules
 from .quantize import dequantize_weight, quantize_weight, stored_bytes
@@ -104,7 +105,9 @@ def analyze(
     plan = plan_modules(model, config, structure=structure_of(model, *split_inputs(example_inputs)))
     converted = [layer for layer in plan if layer.converted]
     fp8 = {
-        id(layer.module.weight): quantize_weight(layer.module.weight, config.dtype, config.granularity)
+        id(layer.module.weight): quantize_weight(
+            layer.module.weight, config.dtype, config.granularity, KINDS[layer.kind].scale_axis
+        )
         for layer in converted
     }
 
@@ -145,7 +148,7 @@ def _output(model: torch.nn.Module, inputs: Any) -> torch.Tensor:
 
 def _dequantized(layer: Layer, fp8: dict) -> torch.Tensor:
     q, scale = fp8[id(layer.module.weight)]
-    return dequantize_weight(q, scale, layer.module.weight.dtype)
+    return dequantize_weight(q, scale, layer.module.weight.dtype, KINDS[layer.kind].scale_axis)
 
 
 @contextlib.contextmanager
@@ -221,7 +224,8 @@ def weight_bytes(
         seen.add(id(w))
         size = w.numel() * w.element_size()
         before += size
-        after += stored_bytes(w.shape, config.dtype, config.granularity) if layer.converted else size
+        axis = KINDS[layer.kind].scale_axis
+        after += stored_bytes(w.shape, config.dtype, config.granularity, axis) if layer.converted else size
     params = {id(p): p for p in model.parameters()}.values()
     total = sum(p.numel() * p.element_size() for p in params)
     return {

@@ -11,8 +11,22 @@ import torch
 import torch.fx as fx
 from torch.utils.weak import WeakIdKeyDictionary
 
-from . import _compat, distributed, store
+from . import distributed, store
+from ._compat.dynamo import (
+    autocast_regions,
+    graph_parameters,
+    lifted_parameter_attrs,
+    module_path,
+    outermost_call,
+    register_backend_name,
+    root_module,
+    source_path,
+)
+from ._compat.graph import static_fakes
+from ._compat.inductor import aot_eager_compiler, inductor_compiler
+from ._compat.storage import is_released
 from .config import FP8Config
+from .kinds import KINDS
 from .ops import DECOMPOSITIONS
 from .plan import Layer, ParamRef, layer_names, plan, projection_groups, refuse_unloaded_or_training
 from .report import LayerReport, format_report, layer_rows
@@ -91,10 +105,12 @@ class FP8Backend:
         params, sources = self._graph_parameters(gm, example_inputs)
         if any(distributed.is_dtensor(ref.tensor) for ref in params.values()):
             distributed.register_sharding_rules()  # tensor parallelism: DTensor weights
-        model, structure = _model_and_structure(sources)
-        autocast = _compat.autocast_regions(gm.graph)
-        names = layer_names(model, _compat.module_path)
-        layers = plan(gm.graph, params, self.config, names, store.is_released, autocast, structure)
+        model, structure = _owner(sources)
+        autocast = autocast_regions(gm.graph)
+        names = layer_names(model, module_path)
+        layers = plan(
+            gm.graph, params, self.config, names, store.is_released, autocast, structure, store.kept_reason
+        )
         converted = [layer for layer in layers if layer.converted]
         self.num_graphs += 1
         self._restore_unconverted(layers)
@@ -102,10 +118,11 @@ class FP8Backend:
             self._record(layers)
             return self._inner_compile(gm, example_inputs, len(example_inputs), mode, options)
         refuse_unloaded_or_training(converted)
-        if self.config.release_weights:
-            _first_sight(converted, sources)
+        if self.config.release_weights and model is not None:
+            store.first_sight(model)  # refuses offloading hooks before anything changes
         for layer in converted:
-            self.num_quantized += store.get_or_quantize(layer.weight.tensor, self.config, layer.name)[1]
+            axis = KINDS[layer.kind].scale_axis
+            self.num_quantized += store.get_or_quantize(layer.weight.tensor, self.config, layer.name, axis)[1]
         groups = self._groups(layers)
         new_gm, feeds = rewrite(gm, layers, self.config, groups)
         if self.keep_graphs:
@@ -115,7 +132,7 @@ class FP8Backend:
             new_gm, [*example_inputs, *fp8_inputs], len(example_inputs), mode, options
         )
         if self.config.release_weights:
-            self._release(converted, sources)
+            self._release(converted, model)
         self._record(layers)
         log.info("fp8pass: graph %d: %d/%d layers converted", self.num_graphs, len(converted), len(layers))
         return store.feeding_fp8_inputs(compiled, feeds, self._fp8_inputs)
@@ -140,13 +157,13 @@ class FP8Backend:
     def _graph_parameters(
         self, gm: fx.GraphModule, example_inputs: list[Any]
     ) -> tuple[dict[fx.Node, ParamRef], WeakIdKeyDictionary]:
-        found = _compat.graph_parameters(gm, example_inputs)
-        if not found and _compat.lifted_parameter_attrs(gm):
+        found = graph_parameters(gm, example_inputs)
+        if not found and lifted_parameter_attrs(gm):
             raise RuntimeError(
                 "fp8pass: Dynamo passed the model's parameters as graph attributes, not inputs. "
                 "Leave torch._dynamo.config.inline_inbuilt_nn_modules at its default (True)."
             )
-        params = {node: ParamRef(t, _compat.source_path(src)) for node, (t, src) in found.items()}
+        params = {node: ParamRef(t, source_path(src)) for node, (t, src) in found.items()}
         sources = WeakIdKeyDictionary({t: src for t, src in found.values()})
         return params, sources
 
@@ -217,24 +234,24 @@ class FP8Backend:
         if self.inner == "eager":
             return gm.forward
         if self.inner == "aot_eager":
-            compiler = _compat.aot_eager_compiler(DECOMPOSITIONS)
+            compiler = aot_eager_compiler(DECOMPOSITIONS)
         else:
-            compiler = _compat.inductor_compiler(mode, options, DECOMPOSITIONS)
-        return compiler(
-            gm, list(example_inputs[:num_dynamo]) + _compat.static_fakes(example_inputs[num_dynamo:])
-        )
+            compiler = inductor_compiler(mode, options, DECOMPOSITIONS)
+        return compiler(gm, list(example_inputs[:num_dynamo]) + static_fakes(example_inputs[num_dynamo:]))
 
-    def _release(self, converted: list[Layer], sources: WeakIdKeyDictionary) -> None:
+    def _release(self, converted: list[Layer], model: torch.nn.Module | None) -> None:
+        owned = {id(p) for p in model.parameters()} if model is not None else set()
         for layer in converted:
             param = layer.weight.tensor
             entry = store.lookup(param, self.config)
-            if entry.released or _compat.is_released(param):
+            if entry.released or is_released(param):
                 continue
-            root = _compat.root_module(sources[param])
-            if root is None:
-                note = "original weight kept: its module could not be found to guard eager use"
+            if id(param) not in owned:
+                note = (
+                    "original weight kept: its model could not be found on the call stack to guard eager use"
+                )
             else:
-                note = store.release(param, entry, root, keep_copy=self.config.release_weights == "cpu")
+                note = store.release(param, entry, model, keep_copy=self.config.release_weights == "cpu")
             if note:
                 layer.notes.append(note)
 
@@ -260,29 +277,21 @@ def _check_inductor_settings(inner: str, mode: Any, options: Any, where: str) ->
         raise ValueError(f"{where} mode/options apply to inner='inductor' only; inner is {inner!r}")
 
 
-def _model_and_structure(sources: WeakIdKeyDictionary) -> tuple[torch.nn.Module | None, Structure | None]:
-    """The model the graph's parameters belong to (the outermost module on the call stack) and its
-    structure, traced once per model with the arguments of this call."""
+def _owner(sources: WeakIdKeyDictionary) -> tuple[torch.nn.Module | None, Structure | None]:
+    """The model that owns the graph, derived once per graph: the outermost module on the call stack
+    that contains the compiled frame's module (the model itself, or the model around a block
+    compiled alone), and its structure, traced once per model with the arguments of this call."""
     source = next(iter(sources.values()), None)
-    root = _compat.root_module(source) if source is not None else None
+    root = root_module(source) if source is not None else None
     if root is None:
         return None, None
-    model, call = _compat.outermost_call(root)
+    model, call = outermost_call(root)
     return model, structure_of(model, *call) if call is not None else structure_of(model)
-
-
-def _first_sight(converted: list[Layer], sources: WeakIdKeyDictionary) -> None:
-    """:func:`fp8pass.store.first_sight` for the module of each distinct top-level source of the
-    graph (``L['self']``): one root lookup per source, not one per layer."""
-    tops = set()
-    for layer in converted:
-        source = sources[layer.weight.tensor]
-        top = _compat.top_source_name(source)
-        if top not in tops:
-            tops.add(top)
-            if (root := _compat.root_module(source)) is not None:
-                store.first_sight(root)
 
 
 #: The default backend, ready for ``torch.compile(model, backend=fp8_backend)``.
 fp8_backend = FP8Backend()
+
+# The entry point covers installed copies; a source checkout on sys.path is covered here when
+# Dynamo is already imported (importing it just for this would slow down `import fp8pass.backend`).
+register_backend_name("fp8pass", fp8_backend)

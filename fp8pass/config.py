@@ -8,7 +8,9 @@ from typing import Any
 
 import torch
 
-__all__ = ["DEFAULT_SKIP", "FP8Config"]
+from .computes import AUTO, COMPUTES
+
+__all__ = ["DEFAULT_SKIP", "FP8_DTYPES", "GRANULARITIES", "FP8Config"]
 
 # Layers kept in their dtype by default whatever the model's structure, matched with ``re.search``
 # against the layer's module path: PEFT LoRA adapter matrices (``to_q.lora_A.default``), small,
@@ -17,9 +19,10 @@ __all__ = ["DEFAULT_SKIP", "FP8Config"]
 # name: see ``keep_boundary`` and fp8pass.structure.
 DEFAULT_SKIP: tuple[str, ...] = (r"\.lora_(A|B)\.",)
 
-_COMPUTES = ("auto", "cast", "scaled_mm")
-_GRANULARITIES = ("channel", "tensor")
-_DTYPES = (torch.float8_e4m3fn, torch.float8_e5m2)
+#: the ``granularity`` choices: one scale per output channel, or one per weight
+GRANULARITIES = ("channel", "tensor")
+#: the FP8 storage dtypes, by the names the command line and checkpoint metadata use
+FP8_DTYPES: dict[str, torch.dtype] = {"e4m3fn": torch.float8_e4m3fn, "e5m2": torch.float8_e5m2}
 
 
 @dataclass(frozen=True)
@@ -76,9 +79,9 @@ class FP8Config:
     _convert_res: tuple[re.Pattern[str], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        _check_choice("compute", self.compute, _COMPUTES)
-        _check_choice("granularity", self.granularity, _GRANULARITIES)
-        if self.dtype not in _DTYPES:
+        _check_choice("compute", self.compute, (AUTO, *COMPUTES))
+        _check_choice("granularity", self.granularity, GRANULARITIES)
+        if self.dtype not in FP8_DTYPES.values():
             raise ValueError(
                 f"FP8Config.dtype must be one of torch.float8_e4m3fn, torch.float8_e5m2; got {self.dtype!r}"
             )

@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from . import _compat
+from ._compat.storage import local_tensor
 
 __all__ = ["is_dtensor", "register_sharding_rules", "shard_note"]
 
@@ -40,7 +40,7 @@ _registered = False
 
 def is_dtensor(t: Any) -> bool:
     """Whether ``t`` is a DTensor (without importing ``torch.distributed.tensor``)."""
-    return _compat.local_tensor(t) is not t
+    return local_tensor(t) is not t
 
 
 def shard_note(t: torch.Tensor) -> str:

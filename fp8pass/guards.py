@@ -27,7 +27,9 @@ from typing import Any
 
 import torch
 
-from . import _compat, distributed
+from . import distributed
+from ._compat.modules import class_apply, offloading_hooks, shadow_apply, unshadow_apply
+from ._compat.storage import is_released, set_tensor_data, tensor_data
 
 __all__ = ["guard_eager_use", "refuse_offloading", "unguard", "unwatch", "watch"]
 
@@ -62,20 +64,20 @@ class _Watched:
 
     @property
     def data(self) -> torch.Tensor:
-        if _compat.is_released(self):  # metadata only (diffusers' LoRA loader reads .data.shape)
+        if is_released(self):  # metadata only (diffusers' LoRA loader reads .data.shape)
             return _ReleasedData.of(self)
-        return _compat.tensor_data(self)
+        return tensor_data(self)
 
     @data.setter
     def data(self, value: torch.Tensor) -> None:
         if value is self:  # Module._apply re-assigns a parameter that .to() left where it was
             return
-        if _compat.is_released(self):
+        if is_released(self):
             raise RuntimeError(_released_message(self, "assign .data of"))
-        _compat.set_tensor_data(self, value)
+        set_tensor_data(self, value)
 
     def __repr__(self) -> str:
-        if not _compat.is_released(self):
+        if not is_released(self):
             return super().__repr__()
         return (
             f"Parameter(shape={tuple(self.shape)}, dtype={self.dtype}, device={self.device}): released "
@@ -83,12 +85,12 @@ class _Watched:
         )
 
     def __deepcopy__(self, memo: dict) -> Any:
-        if _compat.is_released(self):
+        if is_released(self):
             raise RuntimeError(_released_message(self, "copy"))
         return super().__deepcopy__(memo)
 
     def __reduce_ex__(self, protocol: int) -> Any:
-        if _compat.is_released(self):
+        if is_released(self):
             raise RuntimeError(_released_message(self, "pickle or save"))
         return super().__reduce_ex__(protocol)
 
@@ -206,7 +208,7 @@ def guard_eager_use(root: torch.nn.Module, param: torch.Tensor) -> None:
                 _GUARDED_APPLY.add(ancestor)
                 # .to() / .cuda() / .float() / .half() go through Module._apply, which has no hook
                 # (set while Dynamo compiles, before it builds its guards: no recompile)
-                _compat.shadow_apply(
+                shadow_apply(
                     ancestor, functools.partial(_guarded_apply, ancestor, ancestor_name or "the model")
                 )
         if module not in _GUARDED:
@@ -224,7 +226,7 @@ def unguard(model: torch.nn.Module) -> None:
             handle.remove()
         if module in _GUARDED_APPLY:
             _GUARDED_APPLY.discard(module)
-            _compat.unshadow_apply(module)
+            unshadow_apply(module)
     _OWNER_INDEX.pop(model, None)
 
 
@@ -247,7 +249,7 @@ def _guarded_apply(module: torch.nn.Module, target: str, fn: Any, recurse: bool 
     if ``fn`` would return any of them unchanged (a move to where it is), the real ``_apply``
     runs; otherwise nothing is touched and the move is refused."""
     for param in module.parameters() if recurse else module.parameters(recurse=False):
-        if _compat.is_released(param):
+        if is_released(param):
             stand_in = torch.empty((), dtype=param.dtype, device=param.device).expand(param.shape)
             if fn(stand_in) is not stand_in:
                 raise RuntimeError(
@@ -256,7 +258,7 @@ def _guarded_apply(module: torch.nn.Module, target: str, fn: Any, recurse: bool 
                     "converted it to FP8; nothing was changed. Move and cast the model before compiling "
                     f"it, or compile with FP8Config(release_weights=False). {_OFFLOAD}"
                 )
-    return _compat.class_apply(module, fn, recurse)
+    return class_apply(module, fn, recurse)
 
 
 def _refuse_eager_call(name: str, module: torch.nn.Module, args: Any) -> None:
@@ -276,7 +278,7 @@ def _released_entries(module: torch.nn.Module, state: dict, prefix: str, local_m
     released weight's entry is the parameter itself, of the watched class, whose data reads,
     copies and pickling refuse clearly, instead of a detached alias of freed memory."""
     for name, param in module.named_parameters(recurse=False):
-        if _compat.is_released(param):
+        if is_released(param):
             state[prefix + name] = param
 
 
@@ -293,11 +295,11 @@ def _refuse_load_state_dict(name: str, module: torch.nn.Module, *args: Any) -> N
 def refuse_offloading(root: torch.nn.Module) -> None:
     """Raise, before fp8pass releases anything, when ``root`` carries hooks that move its weights
     between devices: diffusers' group offloading, accelerate's CPU offload (``pipe.enable_model_
-    cpu_offload()``, ``enable_sequential_cpu_offload()``); found by :func:`_compat.offloading_hooks`."""
+    cpu_offload()``, ``enable_sequential_cpu_offload()``); found by :func:`offloading_hooks`."""
     for name, module in root.named_modules():
-        offloading = _compat.offloading_hooks(module)
+        offloading = offloading_hooks(module)
         if offloading:
-            done = any(_compat.is_released(p) for p in root.parameters())
+            done = any(is_released(p) for p in root.parameters())
             raise RuntimeError(
                 f"fp8pass: '{name or type(root).__name__}' has offloading hooks ({', '.join(offloading)}), "
                 f"and fp8pass releases the weights it converts. {_OFFLOAD} "

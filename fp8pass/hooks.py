@@ -27,8 +27,10 @@ from typing import Any
 import torch
 from torch.utils.weak import WeakIdKeyDictionary
 
-from . import _compat
+from . import store
+from ._compat.storage import is_released, release_storage, restore_storage
 from .config import FP8Config
+from .kinds import KINDS
 from .plan import plan_modules
 from .quantize import dequantize_weight, quantize_weight
 from .report import LayerReport, format_report, layer_rows
@@ -44,6 +46,7 @@ class _Stored:
     param: torch.nn.Parameter
     q: torch.Tensor
     scale: torch.Tensor
+    axis: int = 0  # the output-channel axis of per-channel scales
     users: int = 0  # forwards in flight that need the upcast weight (tied weights nest)
 
 
@@ -81,7 +84,7 @@ class FP8Hooks:
             handle.remove()
         self._handles.clear()
         for stored in self._stored.values():
-            if _compat.is_released(stored.param):
+            if is_released(stored.param):
                 _materialize(stored)
         self._stored.clear()
         model = self.model
@@ -102,7 +105,7 @@ class FP8Hooks:
             stored = self._stored[key]
             stored.users -= 1
             if stored.users == 0:
-                _compat.release_storage(stored.param)
+                release_storage(stored.param)
 
 
 def apply_fp8_hooks(
@@ -119,14 +122,15 @@ def apply_fp8_hooks(
     config = config or FP8Config()
     hooks = FP8Hooks(model, config)
     structure = structure_of(model, *split_inputs(example_inputs)) if example_inputs is not None else None
-    layers = plan_modules(model, config, structure=structure)
+    layers = plan_modules(model, config, structure=structure, kept=store.kept_reason)
     for layer in layers:
         if not layer.converted:
             continue
         layer.compute = "cast"  # hooks always compute in the original dtype
         w, key = layer.weight.tensor, id(layer.weight.tensor)
         if key not in hooks._stored:
-            hooks._stored[key] = _Stored(w, *quantize_weight(w, config.dtype, config.granularity))
+            axis = KINDS[layer.kind].scale_axis
+            hooks._stored[key] = _Stored(w, *quantize_weight(w, config.dtype, config.granularity, axis), axis)
         hooks._handles.append(layer.module.register_forward_pre_hook(lambda m, a, k=key: hooks._pre(k, m, a)))
         hooks._handles.append(
             layer.module.register_forward_hook(
@@ -140,7 +144,7 @@ def apply_fp8_hooks(
 
     hooks._rows = layer_rows(layers, copy_of)
     for stored in hooks._stored.values():
-        if not _compat.release_storage(stored.param):
+        if not release_storage(stored.param):
             hooks.remove()
             raise ValueError(
                 "apply_fp8_hooks: a weight shares its storage with other tensors, so its memory "
@@ -151,4 +155,4 @@ def apply_fp8_hooks(
 
 
 def _materialize(stored: _Stored) -> None:
-    _compat.restore_storage(stored.param, dequantize_weight(stored.q, stored.scale, stored.param.dtype))
+    restore_storage(stored.param, dequantize_weight(stored.q, stored.scale, stored.param.dtype, stored.axis))

@@ -1,11 +1,11 @@
-"""The two tables the rest of fp8pass reads: layer kinds and compute paths.
+"""The layer kinds fp8pass converts: one row per kind, read by every path.
 
-A **layer kind** says how to recognise a layer (the call Dynamo records in its graph, the
-``nn.Module`` class for the eager paths) and what a call's extra arguments are. A **compute path**
-says which op runs a converted layer of each kind, and what stops it from running a given layer.
-Planning, rewriting, the hook baseline, the layer micro-benchmark and byte counting all read these
-tables, so a new kind (an embedding, a transposed convolution) or a new compute (int8 weight-only,
-MXFP8) is a row here plus an op in :mod:`fp8pass.ops`.
+A :class:`LayerKind` says how to recognise a layer (the call Dynamo records in its graph, the
+``nn.Module`` class the eager paths see), where a call keeps its input, weight and bias, along which
+axis of the weight per-channel scales run, what a call's extra arguments are, and whether the
+model-boundary rule applies to it. Planning, rewriting, the hook baseline, checkpoints, byte
+counting and the report all read this table; a new kind is a row here and its op in
+:mod:`fp8pass.ops` (one per compute path in :mod:`fp8pass.computes`).
 """
 
 from __future__ import annotations
@@ -19,29 +19,36 @@ import torch.fx as fx
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import _compat, distributed, ops
+from . import distributed
+from ._compat.dynamo import LINEAR_CALLS
 
 __all__ = [
-    "COMPUTES",
     "KINDS",
     "UNSUPPORTED",
-    "Compute",
+    "Arg",
+    "CallArgs",
     "LayerKind",
     "arg",
-    "has_fp8_matmul",
     "kind_of_call",
     "kind_of_module",
     "same_padding_reason",
 ]
 
-_fp8 = torch.ops.fp8pass
-
-#: one op signature for every kind: (x, fp8 weight, scale, bias, *the kind's call arguments)
+#: the extra op arguments of one call: every op is ``op(x, fp8 weight, scale, bias, *call_args)``
 CallArgs = tuple[Any, ...]
 
 
-def arg(node: fx.Node, index: int, name: str, default: Any = None) -> Any:
-    """Argument ``index`` (or keyword ``name``) of a call node."""
+@dataclass(frozen=True)
+class Arg:
+    """Where a call keeps an argument: its position, or its keyword."""
+
+    index: int
+    name: str
+
+
+def arg(node: fx.Node, where: Arg | int, name: str = "", default: Any = None) -> Any:
+    """The argument of a call node at ``where`` (an :class:`Arg`, or a position and keyword)."""
+    index, name = (where.index, where.name) if isinstance(where, Arg) else (where, name)
     if len(node.args) > index:
         return node.args[index]
     return node.kwargs.get(name, default)
@@ -51,9 +58,16 @@ def arg(node: fx.Node, index: int, name: str, default: Any = None) -> Any:
 class LayerKind:
     """A kind of layer fp8pass converts.
 
-    ``calls``: the ``call_function`` targets Dynamo records for it. ``modules``: its module classes.
-    ``call_args(node, weight)``: the extra op arguments of one call, or a reason it cannot convert.
-    ``module_reason(module)``: why a module of this kind cannot convert, from the module alone.
+    ``calls`` / ``modules``: the ``call_function`` targets Dynamo records for it, and its module
+    classes. ``input`` / ``weight`` / ``bias``: where a call keeps them (``bias`` None: it has
+    none). ``scale_axis``: the weight's output-channel axis, along which per-channel scales run
+    (:func:`fp8pass.quantize.quantize_weight`). ``call_args(node, weight)``: the extra op
+    arguments of one call, or why it cannot convert; ``module_reason(module)``: why a module of
+    this kind cannot convert, from the module alone. ``keep_at_boundary``: whether
+    ``FP8Config(keep_boundary=True)`` keeps this kind on the model's boundary (an embedding is a
+    lookup: no error accumulates through it, so a token embedding, always a boundary layer,
+    converts). ``matmul``: whether the layer is a matmul over its weight (what an FP8 matmul can
+    replace).
     """
 
     name: str
@@ -61,6 +75,12 @@ class LayerKind:
     modules: tuple[type[nn.Module], ...]
     call_args: Callable[[fx.Node, torch.Tensor], tuple[CallArgs, str]]
     module_reason: Callable[[nn.Module], str]
+    input: Arg = Arg(0, "input")
+    weight: Arg = Arg(1, "weight")
+    bias: Arg | None = Arg(2, "bias")
+    scale_axis: int = 0
+    keep_at_boundary: bool = True
+    matmul: bool = True
 
 
 def _no_args(node: fx.Node, weight: torch.Tensor) -> tuple[CallArgs, str]:
@@ -78,13 +98,14 @@ def same_padding_reason(kernel: Sequence[int], dilation: Sequence[int]) -> str:
 
 
 #: fp8pass registers DTensor sharding rules for its linear ops only (see fp8pass.distributed)
-_SHARDED_CONV = "sharded (DTensor) convolution weight: fp8pass's conv ops have no DTensor sharding rules"
+def _sharded(kind: str) -> str:
+    return f"sharded (DTensor) {kind} weight: fp8pass's {kind} ops have no DTensor sharding rules"
 
 
 def _conv_call_args(node: fx.Node, w: torch.Tensor) -> tuple[CallArgs, str]:
     """``(stride, padding, dilation, groups)`` as lists of ints, ``padding="same"`` resolved."""
     if distributed.is_dtensor(w):
-        return (), _SHARDED_CONV
+        return (), _sharded("convolution")
     dims = w.dim() - 2
 
     def expand(v: Any) -> list[int]:
@@ -105,13 +126,31 @@ def _conv_call_args(node: fx.Node, w: torch.Tensor) -> tuple[CallArgs, str]:
 
 def _conv_module_reason(module: nn.Module) -> str:
     if distributed.is_dtensor(module.weight):
-        return _SHARDED_CONV
+        return _sharded("convolution")
     if module.padding == "same":
         return same_padding_reason(module.kernel_size, module.dilation)
     return ""
 
 
-LINEAR = LayerKind("linear", frozenset({*_compat.LINEAR_CALLS, F.linear}), (nn.Linear,), _no_args, _no_reason)
+def _embedding_call_args(node: fx.Node, w: torch.Tensor) -> tuple[CallArgs, str]:
+    """``(dtype,)``: a lookup's output has the table's dtype (autocast leaves embeddings alone).
+    ``padding_idx``, ``scale_grad_by_freq`` and ``sparse`` only shape gradients."""
+    if distributed.is_dtensor(w):
+        return (), _sharded("embedding")
+    if arg(node, 3, "max_norm") is not None:
+        return (), "max_norm renormalizes the looked-up rows of the table in place"
+    return (w.dtype,), ""
+
+
+def _embedding_module_reason(module: nn.Module) -> str:
+    if distributed.is_dtensor(module.weight):
+        return _sharded("embedding")
+    if module.max_norm is not None:
+        return "max_norm renormalizes the looked-up rows of the table in place"
+    return ""
+
+
+LINEAR = LayerKind("linear", frozenset({*LINEAR_CALLS, F.linear}), (nn.Linear,), _no_args, _no_reason)
 CONV = LayerKind(
     "conv",
     frozenset({torch.conv1d, torch.conv2d, torch.conv3d}),
@@ -119,7 +158,17 @@ CONV = LayerKind(
     _conv_call_args,
     _conv_module_reason,
 )
-KINDS: dict[str, LayerKind] = {k.name: k for k in (LINEAR, CONV)}
+EMBEDDING = LayerKind(
+    "embedding",
+    frozenset({F.embedding}),
+    (nn.Embedding,),
+    _embedding_call_args,
+    _embedding_module_reason,
+    bias=None,
+    keep_at_boundary=False,
+    matmul=False,
+)
+KINDS: dict[str, LayerKind] = {k.name: k for k in (LINEAR, CONV, EMBEDDING)}
 
 #: Layers fp8pass recognises but does not convert: kind name -> (calls, modules, the reason).
 UNSUPPORTED: dict[str, tuple[frozenset[Callable[..., Any]], tuple[type[nn.Module], ...], str]] = {
@@ -152,61 +201,3 @@ def kind_of_module(module: nn.Module) -> str | None:
         if isinstance(module, modules):
             return name
     return None
-
-
-# -- compute paths ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Compute:
-    """A way to run a converted layer.
-
-    ``ops``: kind name -> the op (see :mod:`fp8pass.ops`). ``obstacle(kind, weight, call_args,
-    activation_dtype, config)``: why this compute cannot run that layer (``""`` when it can); the
-    planner then falls back to ``"cast"`` and notes why.
-    """
-
-    name: str
-    ops: dict[str, Any]  # kind name -> OpOverload
-    obstacle: Callable[..., str]
-
-    def math(self, kind: str) -> Callable[..., torch.Tensor]:
-        """The plain-PyTorch implementation of this compute for ``kind`` (what Inductor compiles)."""
-        return ops.DECOMPOSITIONS[self.ops[kind]]
-
-
-def _cast_obstacle(*args: Any) -> str:
-    return ""
-
-
-def _scaled_mm_obstacle(
-    kind: str, w: torch.Tensor, call_args: CallArgs, activation_dtype: torch.dtype | None, config: Any
-) -> str:
-    # the shapes the matmul sees: a sharded (DTensor) weight's local shard
-    out_features, in_features = _compat.local_tensor(w).shape[:2]
-    if kind == "conv":
-        stride, padding, _, groups = call_args
-        if any(k != 1 for k in w.shape[2:]) or any(s != 1 for s in stride) or any(padding) or groups != 1:
-            return "only 1x1 convolutions (stride 1, no padding, one group) run as FP8 matmuls"
-    if in_features % 16 or out_features % 16:
-        return f"FP8 matmul needs in/out features divisible by 16, got {in_features}/{out_features}"
-    if activation_dtype != torch.bfloat16:
-        return f"FP8 matmul output is bfloat16 only; activation is {activation_dtype or 'unknown'}"
-    if config.granularity == "channel" and not _compat.rowwise_scaled_mm_supported(w.device):
-        return (
-            f"torch {torch.__version__}'s _scaled_mm takes no per-row scales on {w.device.type}; "
-            "FP8Config(granularity='tensor') runs FP8 matmuls there"
-        )
-    return ""
-
-
-CAST = Compute("cast", {"linear": _fp8.linear.default, "conv": _fp8.conv.default}, _cast_obstacle)
-SCALED_MM = Compute(
-    "scaled_mm", {"linear": _fp8.scaled_linear.default, "conv": _fp8.scaled_conv.default}, _scaled_mm_obstacle
-)
-COMPUTES: dict[str, Compute] = {c.name: c for c in (CAST, SCALED_MM)}
-
-
-def has_fp8_matmul(device: torch.device) -> bool:
-    """What ``compute="auto"`` asks: CUDA with compute capability 8.9 (Ada) or newer."""
-    return device.type == "cuda" and torch.cuda.get_device_capability(device) >= (8, 9)

@@ -21,11 +21,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from . import _compat
+from ._compat.matmul import data_dependent_rows, known_empty, scaled_mm
 from .dequant import fp8_to
 from .quantize import MIN_AMAX
 
-__all__ = ["ACTIVATION_DTYPE", "DECOMPOSITIONS", "conv", "linear", "scaled_conv", "scaled_linear"]
+__all__ = [
+    "ACTIVATION_DTYPE",
+    "DECOMPOSITIONS",
+    "conv",
+    "embedding",
+    "linear",
+    "scaled_conv",
+    "scaled_linear",
+]
 
 # Activations are quantized to e4m3: more mantissa than e5m2, and _scaled_mm refuses e5m2 x e5m2.
 ACTIVATION_DTYPE = torch.float8_e4m3fn
@@ -61,6 +69,17 @@ def conv_math(
     return _epilogue(y, scale, bias, spatial)
 
 
+def embedding_math(
+    x: Tensor, weight: Tensor, scale: Tensor, bias: Tensor | None, dtype: torch.dtype
+) -> Tensor:
+    """A lookup in an FP8 table: the rows of ``x``'s indices gathered as bytes, converted to
+    ``dtype``, each times its row's scale (or the one scale). Only the looked-up rows are ever
+    converted. ``bias`` is always None (every op takes the same leading arguments)."""
+    rows = F.embedding(x, weight.view(torch.uint8)).view(weight.dtype)
+    row_scale = scale[x].unsqueeze(-1) if scale.dim() else scale
+    return (fp8_to(rows, torch.float32) * row_scale).to(dtype)
+
+
 def _quantize_activation(x2d: Tensor, rowwise: bool) -> tuple[Tensor, Tensor]:
     # Plain ops on purpose: Inductor fuses them with whatever produced x.
     xf = x2d.float()
@@ -73,20 +92,20 @@ def _quantize_activation(x2d: Tensor, rowwise: bool) -> tuple[Tensor, Tensor]:
 def scaled_linear_math(x: Tensor, weight: Tensor, scale: Tensor, bias: Tensor | None) -> Tensor:
     rowwise = scale.dim() == 1
     n, k = weight.shape
-    if _compat.known_empty(x):  # an empty batch: nothing to scale (Dynamo specializes size 0)
+    if known_empty(x):  # an empty batch: nothing to scale (Dynamo specializes size 0)
         return x.new_empty(*x.shape[:-1], n)
     x2d = x.reshape(-1, k)
     rows = x2d.shape[0]
     # A data-dependent row count (rowwise only): two zero rows make "one row?" decidable for
     # torch's _scaled_mm checks (rows + 2 > 1); their outputs are dropped. Zero rows leave the
     # other rows' scales alone.
-    pad = 2 if rowwise and _compat.data_dependent_rows(x2d) else 0
+    pad = 2 if rowwise and data_dependent_rows(x2d) else 0
     if pad:
         x2d = torch.cat([x2d, x2d.new_zeros(pad, k)])
     xq, a_scale = _quantize_activation(x2d, rowwise)
     # weight is stored (N, K) row-major, so weight.t() is the column-major (K, N) operand the FP8
     # matmul wants: a view, no per-call copy.
-    y = _compat.scaled_mm(
+    y = scaled_mm(
         xq,
         weight.t(),
         a_scale,
@@ -126,6 +145,7 @@ def _define(name: str, math: Callable[..., Tensor]) -> torch.library.CustomOpDef
 
 linear = _define("linear", linear_math)
 conv = _define("conv", conv_math)
+embedding = _define("embedding", embedding_math)
 scaled_linear = _define("scaled_linear", scaled_linear_math)
 scaled_conv = _define("scaled_conv", scaled_conv_math)
 
@@ -133,6 +153,7 @@ scaled_conv = _define("scaled_conv", scaled_conv_math)
 DECOMPOSITIONS: dict[Any, Callable[..., Tensor]] = {
     torch.ops.fp8pass.linear.default: linear_math,
     torch.ops.fp8pass.conv.default: conv_math,
+    torch.ops.fp8pass.embedding.default: embedding_math,
     torch.ops.fp8pass.scaled_linear.default: scaled_linear_math,
     torch.ops.fp8pass.scaled_conv.default: scaled_conv_math,
 }

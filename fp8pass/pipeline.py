@@ -24,7 +24,7 @@ import torch
 
 from .backend import FP8Backend
 from .config import FP8Config
-from .report import LayerReport, summarize
+from .report import LayerReport, human_bytes, reason_counts, summarize
 
 __all__ = ["DEFAULT_CONFIGS", "PipelineReport", "compile_pipeline", "component_kind"]
 
@@ -85,11 +85,7 @@ class PipelineReport:
             s = summarize(rows)
             params = {id(p): p for p in c.module.parameters()}.values()
             total = sum(p.numel() * p.element_size() for p in params)
-            kept: dict[str, int] = {}
-            for r in rows:
-                if not r.converted:
-                    why = r.reason.split(":")[0]
-                    kept[why] = kept.get(why, 0) + 1
+            kept = reason_counts(rows)
             out.append(
                 {
                     "component": c.name,
@@ -115,24 +111,32 @@ class PipelineReport:
     def table(self, tablefmt: str = "github") -> str:
         from tabulate import tabulate
 
-        def gib(n: float) -> str:
-            return f"{n / 2**30:.3f}"
-
         rows = [
             [
                 r["component"],
                 r["class"],
                 r["layers"],
-                gib(r["bytes_before"]),
-                gib(r["bytes_after"]),
+                human_bytes(r["bytes_before"]),
+                human_bytes(r["bytes_after"]),
                 r["graphs"],
                 "; ".join(f"{n} {why}" for why, n in r["kept"].items()) or r["note"],
             ]
             for r in self.summary()
         ]
         t = self.totals()
-        headers = ["component", "class", "fp8 layers", "GiB before", "GiB after", "graphs", "kept, and why"]
-        total = f"whole pipeline: {gib(t['bytes_before'])} -> {gib(t['bytes_after'])} GiB ({t['ratio']:.3f}x)"
+        headers = [
+            "component",
+            "class",
+            "fp8 layers",
+            "weights before",
+            "weights after",
+            "graphs",
+            "kept, and why",
+        ]
+        total = (
+            f"whole pipeline: {human_bytes(t['bytes_before'])} -> {human_bytes(t['bytes_after'])} "
+            f"({t['ratio']:.3f}x)"
+        )
         return tabulate(rows, headers=headers, tablefmt=tablefmt) + "\n" + total
 
 

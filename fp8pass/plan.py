@@ -18,11 +18,14 @@ from typing import Any
 import torch
 import torch.fx as fx
 
+from ._compat.storage import is_released
+from .computes import AUTO, COMPUTES, resolve_auto
 from .config import FP8Config
-from .kinds import COMPUTES, KINDS, UNSUPPORTED, arg, has_fp8_matmul, kind_of_call, kind_of_module
+from .kinds import KINDS, UNSUPPORTED, arg, kind_of_call, kind_of_module
 from .structure import Structure, structure_of
 
 __all__ = [
+    "NONFINITE",
     "Layer",
     "ParamRef",
     "plan",
@@ -35,6 +38,13 @@ __all__ = [
 ]
 
 _FLOAT_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
+
+#: why a layer whose weight holds NaN or infinity stays in its dtype, on every path
+NONFINITE = "weight contains NaN or Inf"
+
+
+def _nothing_kept(weight: torch.Tensor) -> str:
+    return ""
 
 
 @dataclass(frozen=True)
@@ -75,11 +85,19 @@ class Layer:
 
 
 def weight_reason(
-    name: str, w: torch.Tensor, config: FP8Config, check_values: bool = True, boundary: str = ""
+    name: str,
+    w: torch.Tensor,
+    config: FP8Config,
+    check_values: bool = True,
+    boundary: str = "",
+    kept: Callable[[torch.Tensor], str] = _nothing_kept,
 ) -> str:
     """Why the layer ``name`` with weight ``w`` stays unconverted, or ``""``. ``boundary`` says why
-    the layer is on the model's boundary (:mod:`fp8pass.structure`), if it is. The rule shared by
-    both planners, so that every path converts exactly the same layers."""
+    the layer is on the model's boundary (:mod:`fp8pass.structure`), if it is; ``kept(w)`` why a
+    checkpoint the weight was loaded from kept it (:func:`fp8pass.store.kept_reason`). The rule
+    shared by both planners, so that every path converts exactly the same layers."""
+    if why := kept(w):
+        return why
     if skip := config.skip_reason(name):
         return skip
     if kept := config.boundary_reason(name, boundary):
@@ -88,8 +106,8 @@ def weight_reason(
         return f"weight dtype {w.dtype} is not bfloat16, float16 or float32"
     if w.numel() < config.min_weight_numel:
         return f"weight has {w.numel()} elements, fewer than min_weight_numel={config.min_weight_numel}"
-    if check_values and not w.is_meta and not all_finite(w):
-        return "weight contains NaN or Inf"
+    if check_values and not w.is_meta and not is_released(w) and not all_finite(w):
+        return NONFINITE
     return ""
 
 
@@ -122,6 +140,7 @@ def plan(
     is_released: Callable[[torch.Tensor], bool] = lambda t: False,
     autocast: dict[fx.Node, dict[str, torch.dtype | None]] | None = None,
     structure: Structure | None = None,
+    kept: Callable[[torch.Tensor], str] = _nothing_kept,
 ) -> list[Layer]:
     """Find every linear / conv call in ``graph`` and decide whether it converts, and with which
     compute path.
@@ -130,7 +149,7 @@ def plan(
     names the module that made a call (see :func:`layer_names`); ``is_released(tensor)`` says
     whether a weight's original storage is gone (its values are then not checked again);
     ``autocast[node]`` maps device type -> autocast dtype in force at ``node``; ``structure`` says
-    which layers are on the model's boundary.
+    which layers are on the model's boundary; ``kept(weight)`` why a checkpoint kept a weight.
     """
     autocast = autocast or {}
     layers = []
@@ -138,12 +157,13 @@ def plan(
         kind = kind_of_call(node)
         if kind is None:
             continue
-        weight_node = arg(node, 1, "weight")
+        layer_kind = KINDS.get(kind, KINDS["conv"])
+        weight_node = arg(node, layer_kind.weight)
         weight = params.get(weight_node) if isinstance(weight_node, fx.Node) else None
-        layer = Layer(name_of(node, weight), kind if kind in KINDS else "conv", weight, node=node)
-        boundary = structure.reason(weight.tensor) if structure is not None and weight is not None else ""
-        layer.reason = _call_reason(layer, kind, config, is_released, boundary)
-        layer.compute_dtype = _autocast_dtype(node, autocast.get(node, {}))
+        layer = Layer(name_of(node, weight), layer_kind.name, weight, node=node)
+        boundary = _boundary(structure, layer_kind.name, weight.tensor) if weight is not None else ""
+        layer.reason = _call_reason(layer, kind, config, is_released, boundary, kept)
+        layer.compute_dtype = _autocast_dtype(layer, autocast.get(node, {}))
         layers.append(layer)
     _unconvert_shared_uses(layers)
     for layer in layers:
@@ -152,22 +172,38 @@ def plan(
     return layers
 
 
+def _boundary(structure: Structure | None, kind: str, weight: torch.Tensor) -> str:
+    """Why the layer is on the model's boundary, where that keeps layers of its kind."""
+    if structure is None or not KINDS[kind].keep_at_boundary:
+        return ""
+    return structure.reason(weight)
+
+
 def _call_reason(
-    layer: Layer, kind: str, config: FP8Config, is_released: Callable[..., bool], boundary: str
+    layer: Layer,
+    kind: str,
+    config: FP8Config,
+    is_released: Callable[..., bool],
+    boundary: str,
+    kept: Callable[[torch.Tensor], str],
 ) -> str:
     if kind in UNSUPPORTED:
         return UNSUPPORTED[kind][2]
     if layer.weight is None:
         return "weight is computed in the graph, not a module parameter"
     w = layer.weight.tensor
-    if reason := weight_reason(layer.name, w, config, not is_released(w), boundary):
+    if reason := weight_reason(layer.name, w, config, not is_released(w), boundary, kept):
         return reason
     layer.call_args, why = KINDS[kind].call_args(layer.node, w)
     return why
 
 
-def _autocast_dtype(node: fx.Node, active: dict[str, torch.dtype | None]) -> torch.dtype | None:
-    x = arg(node, 0, "input")
+def _input(layer: Layer) -> Any:
+    return arg(layer.node, KINDS[layer.kind].input)
+
+
+def _autocast_dtype(layer: Layer, active: dict[str, torch.dtype | None]) -> torch.dtype | None:
+    x = _input(layer)
     val = x.meta.get("example_value") if isinstance(x, fx.Node) else None
     if val is None or not val.is_floating_point():
         return None
@@ -176,7 +212,7 @@ def _autocast_dtype(node: fx.Node, active: dict[str, torch.dtype | None]) -> tor
 
 
 def _activation_dtype(layer: Layer) -> torch.dtype | None:
-    x = arg(layer.node, 0, "input")
+    x = _input(layer)
     val = x.meta.get("example_value") if isinstance(x, fx.Node) else None
     return layer.compute_dtype or getattr(val, "dtype", None)
 
@@ -186,7 +222,7 @@ def _unconvert_shared_uses(layers: list[Layer]) -> None:
     by_weight: dict[fx.Node, list[Layer]] = defaultdict(list)
     for layer in layers:
         if layer.weight is not None:
-            by_weight[arg(layer.node, 1, "weight")].append(layer)
+            by_weight[arg(layer.node, KINDS[layer.kind].weight)].append(layer)
     for weight_node, users in by_weight.items():
         layer_nodes = {layer.node for layer in users}
         other = [u for u in weight_node.users if u not in layer_nodes]
@@ -202,9 +238,7 @@ def _unconvert_shared_uses(layers: list[Layer]) -> None:
 
 def _choose_compute(layer: Layer, config: FP8Config) -> None:
     w = layer.weight.tensor
-    wanted = config.compute
-    if wanted == "auto":
-        wanted = "scaled_mm" if has_fp8_matmul(w.device) else "cast"
+    wanted = resolve_auto(layer.kind, w) if config.compute == AUTO else config.compute
     why = COMPUTES[wanted].obstacle(layer.kind, w, layer.call_args, _activation_dtype(layer), config)
     layer.compute = "cast" if why else wanted
     if why:
@@ -243,7 +277,7 @@ def projection_groups(layers: list[Layer]) -> list[list[Layer]]:
     for layer in layers:
         if not layer.converted or layer.kind != "linear":
             continue
-        x, bias = arg(layer.node, 0, "input"), arg(layer.node, 2, "bias")
+        x, bias = _input(layer), arg(layer.node, KINDS["linear"].bias)
         if not isinstance(x, fx.Node) or not (
             bias is None or (isinstance(bias, fx.Node) and bias.op == "placeholder")
         ):
@@ -261,7 +295,11 @@ def projection_groups(layers: list[Layer]) -> list[list[Layer]]:
 
 
 def plan_modules(
-    model: torch.nn.Module, config: FP8Config, check_values: bool = True, structure: Structure | None = None
+    model: torch.nn.Module,
+    config: FP8Config,
+    check_values: bool = True,
+    structure: Structure | None = None,
+    kept: Callable[[torch.Tensor], str] = _nothing_kept,
 ) -> list[Layer]:
     """Decide per linear / conv module of ``model`` with the graph plan's rules.
 
@@ -282,8 +320,8 @@ def plan_modules(
         if kind in UNSUPPORTED:
             layer.reason = UNSUPPORTED[kind][2]
         else:
-            boundary = structure.reason(module.weight)
-            layer.reason = weight_reason(name, module.weight, config, check_values, boundary) or KINDS[
+            boundary = _boundary(structure, kind, module.weight)
+            layer.reason = weight_reason(name, module.weight, config, check_values, boundary, kept) or KINDS[
                 kind
             ].module_reason(module)
         layers.append(layer)

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .dequant import fp8_to
 
-__all__ = ["MIN_AMAX", "SCALE_DTYPE", "dequantize_weight", "fp8_max", "quantize_weight", "stored_bytes"]
+__all__ = [
+    "MIN_AMAX",
+    "SCALE_DTYPE",
+    "dequantize_weight",
+    "fp8_max",
+    "quantize_weight",
+    "scale_shape",
+    "stored_bytes",
+]
 
 #: An absmax never counts as smaller than this, so an all-zero weight (or activation) quantizes to
 #: zeros instead of NaN.
@@ -21,13 +31,14 @@ def fp8_max(dtype: torch.dtype) -> float:
 
 
 def quantize_weight(
-    weight: torch.Tensor, dtype: torch.dtype, granularity: str
+    weight: torch.Tensor, dtype: torch.dtype, granularity: str, axis: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Quantize a linear or conv weight with symmetric absmax scaling.
+    """Quantize a layer's weight with symmetric absmax scaling.
 
     Returns ``(q, scale)``: ``q`` is contiguous, of ``weight``'s shape and ``dtype``; ``scale`` is
-    float32, a 0-d tensor for ``"tensor"`` and of shape ``(out_channels,)`` for ``"channel"``, so
-    that ``q.float() * scale`` (broadcast over dim 0) approximates ``weight``.
+    float32, a 0-d tensor for ``"tensor"`` and one per output channel for ``"channel"`` (shape
+    :func:`scale_shape`; ``axis`` is the output-channel axis, the kind's ``scale_axis``), so that
+    ``q.float() * scale`` (broadcast along ``axis``) approximates ``weight``.
 
     Example:
         >>> q, s = quantize_weight(torch.randn(32, 16), torch.float8_e4m3fn, "channel")
@@ -36,6 +47,9 @@ def quantize_weight(
     """
     if granularity not in ("channel", "tensor"):
         raise ValueError(f"granularity must be 'channel' or 'tensor'; got {granularity!r}")
+    if axis:
+        q, scale = quantize_weight(weight.movedim(axis, 0), dtype, granularity)
+        return q.movedim(0, axis).contiguous(), scale
     w = weight.detach()
     blocks = _row_blocks(w)
     # Absmax and division in float32, a block of rows at a time: the float32 temporaries stay at
@@ -84,27 +98,43 @@ def _row_blocks(w: torch.Tensor) -> list[slice]:
     return [slice(i, min(i + step, rows)) for i in range(0, rows, step)]
 
 
-def stored_bytes(shape: tuple[int, ...] | torch.Size, dtype: torch.dtype, granularity: str) -> int:
+def scale_shape(shape: tuple[int, ...] | torch.Size, granularity: str, axis: int = 0) -> tuple[int, ...]:
+    """The shape of the scale :func:`quantize_weight` keeps for a weight of ``shape``: one per
+    output channel (along ``axis``), or a 0-d one.
+
+    Example:
+        >>> scale_shape((128, 64), "channel"), scale_shape((128, 64), "tensor")
+        ((128,), ())
+    """
+    return (shape[axis],) if granularity == "channel" else ()
+
+
+def stored_bytes(
+    shape: tuple[int, ...] | torch.Size, dtype: torch.dtype, granularity: str, axis: int = 0
+) -> int:
     """Bytes of the FP8 copy of a weight of ``shape``: its elements in ``dtype`` plus its scales
-    (one per output channel, or one). The one byte count fp8pass reports, plans and checks with.
+    (:func:`scale_shape`). The one byte count fp8pass reports, plans and checks with.
 
     Example:
         >>> stored_bytes((128, 64), torch.float8_e4m3fn, "channel")  # 128 * 64 + 128 * 4
         8704
     """
-    numel = 1
-    for size in shape:
-        numel *= size
-    scales = shape[0] if granularity == "channel" else 1
-    return numel * torch.finfo(dtype).bits // 8 + scales * torch.finfo(SCALE_DTYPE).bits // 8
+    scales = math.prod(scale_shape(shape, granularity, axis))
+    return math.prod(shape) * torch.finfo(dtype).bits // 8 + scales * torch.finfo(SCALE_DTYPE).bits // 8
 
 
-def dequantize_weight(q: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+def dequantize_weight(
+    q: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype, axis: int = 0
+) -> torch.Tensor:
     """Inverse of :func:`quantize_weight`, in ``dtype``. The FP8 -> float32 step is
     :func:`fp8pass.dequant.fp8_to`, as in the compiled cast path, so that a compiled hooked model
     converts the same way and hook vs compiled still compares the mechanism alone."""
-    return (fp8_to(q, torch.float32) * _per_channel_view(scale, q.dim())).to(dtype)
+    return (fp8_to(q, torch.float32) * _per_channel_view(scale, q.dim(), axis)).to(dtype)
 
 
-def _per_channel_view(scale: torch.Tensor, ndim: int) -> torch.Tensor:
-    return scale.view(-1, *([1] * (ndim - 1))) if scale.dim() else scale
+def _per_channel_view(scale: torch.Tensor, ndim: int, axis: int = 0) -> torch.Tensor:
+    if not scale.dim():
+        return scale
+    shape = [1] * ndim
+    shape[axis] = -1
+    return scale.view(shape)

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
 
-from . import _compat, distributed
+from . import distributed
+from ._compat.storage import local_tensor
 from .plan import Layer
-from .quantize import stored_bytes
 
-__all__ = ["LayerReport", "format_report", "layer_rows", "summarize", "summary_line"]
+__all__ = [
+    "LayerReport",
+    "format_report",
+    "human_bytes",
+    "layer_rows",
+    "reason_counts",
+    "reason_family",
+    "summarize",
+    "summary_line",
+]
 
 #: what a converted layer holds: (FP8 weight, scale, original released?)
 Copy = tuple[torch.Tensor, torch.Tensor, bool]
@@ -52,14 +60,12 @@ def layer_rows(layers: Iterable[Layer], copy_of: Callable[[Layer], Copy | None])
     for layer in layers:
         w = layer.weight.tensor if layer.weight is not None else None
         held = copy_of(layer) if layer.converted else None
-        local = _compat.local_tensor(w)
+        local = local_tensor(w)
         before = local.numel() * local.element_size() if w is not None else 0
         after = before
         if held is not None:
             q, scale, _ = held
-            after = stored_bytes(
-                _compat.local_tensor(q).shape, q.dtype, "channel" if scale.dim() else "tensor"
-            )
+            after = sum(local_tensor(t).numel() * t.element_size() for t in (q, scale))
         notes = list(layer.notes)
         if w is not None and (sharded := distributed.shard_note(w)):
             notes.append(sharded)
@@ -116,8 +122,8 @@ def format_report(rows: Iterable[LayerReport], tablefmt: str = "github") -> str:
             "yes" if r.converted else "no",
             r.compute or "-",
             r.dtype,
-            _size(r.bytes_before),
-            _size(r.bytes_after),
+            human_bytes(r.bytes_before),
+            human_bytes(r.bytes_after),
             "; ".join(x for x in (r.reason, r.note) if x),
         ]
         for r in rows
@@ -127,29 +133,51 @@ def format_report(rows: Iterable[LayerReport], tablefmt: str = "github") -> str:
 
 
 def summary_line(rows: Iterable[LayerReport]) -> str:
-    """Layers converted and bytes; when nothing was converted, why, in words."""
+    """Layers converted and bytes; the layers kept in their dtype, counted by why (and the option
+    that changes it)."""
     rows = list(rows)
     s = summarize(rows)
     line = (
-        f"{s['converted']}/{s['layers']} layers converted; linear/conv weights "
-        f"{_size(s['bytes_before'])} -> {_size(s['bytes_after'])} ({s['ratio']:.3f}x)"
+        f"{s['converted']}/{s['layers']} layers converted; layer weights "
+        f"{human_bytes(s['bytes_before'])} -> {human_bytes(s['bytes_after'])} ({s['ratio']:.3f}x)"
     )
-    if rows and not s["converted"]:
-        reasons = Counter(_reason_kind(r.reason) for r in rows)
-        line += ". Nothing was converted: " + ", ".join(f"{n} {why}" for why, n in reasons.most_common())
+    if kept := reason_counts(rows):
+        line += ". Kept in their dtype: " + "; ".join(f"{n} {why}" for why, n in kept.items())
     return line
 
 
-def _reason_kind(reason: str) -> str:
-    """A reason without the layer-specific numbers and names, to count layers per reason."""
-    if reason.startswith("matches skip pattern"):
-        return "match a skip pattern"
-    if "min_weight_numel" in reason:
-        return f"have fewer elements than min_weight_numel={reason.rsplit('=', 1)[-1]}"
-    return re.sub(r"'[^']*'|\b\d+\b", "…", reason)
+#: reason families (a prefix or a phrase of the reason) -> how the summary counts them
+_FAMILIES = (
+    ("matches skip pattern", "match a skip pattern (FP8Config.skip)"),
+    ("min_weight_numel", "are smaller than min_weight_numel={} (FP8Config.min_weight_numel)"),
+    ("input layer", "are input layers (FP8Config.keep_boundary, FP8Config.convert)"),
+    ("output layer", "are output layers (FP8Config.keep_boundary, FP8Config.convert)"),
+    ("NaN or Inf", "hold NaN or Inf"),
+    ("weight dtype", "have a weight that is not bfloat16, float16 or float32"),
+    ("weight shared with", "share a weight with a layer that stays unconverted"),
+    ("computed in the graph", "use a weight computed in the graph, not a parameter"),
+    ("also read by", "have a weight also read outside a layer"),
+    ("stored in its dtype by", "were stored in their dtype by the checkpoint they were loaded from"),
+)
 
 
-def _size(n: int) -> str:
+def reason_counts(rows: Iterable[LayerReport]) -> dict[str, int]:
+    """Unconverted layers counted by the family of their reason, most common first: what a
+    summary line (and the benchmark's conclusion) says of the layers fp8pass kept."""
+    counts = Counter(reason_family(r.reason) for r in rows if not r.converted)
+    return dict(counts.most_common())
+
+
+def reason_family(reason: str) -> str:
+    """The family of a reason (see ``_FAMILIES``), or its first clause where it has none."""
+    for phrase, family in _FAMILIES:
+        if phrase in reason:
+            return family.format(reason.rsplit("=", 1)[-1]) if "{}" in family else family
+    return reason.split(":")[0].split(" (")[0]
+
+
+def human_bytes(n: float) -> str:
+    """``n`` bytes in the largest unit that keeps it at 1 or more (GiB, MiB, KiB, B)."""
     for unit, factor in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
         if n >= factor:
             return f"{n / factor:.2f} {unit}"

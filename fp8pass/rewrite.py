@@ -18,10 +18,12 @@ from typing import Any
 import torch
 import torch.fx as fx
 
-from . import _compat
+from ._compat.graph import carry_dynamo_metadata, copy_graph_module, fake_empty, fake_eval, fake_mode_of
+from .computes import COMPUTES
 from .config import FP8Config
-from .kinds import COMPUTES, arg
+from .kinds import KINDS, arg
 from .plan import Layer
+from .quantize import scale_shape
 
 __all__ = ["rewrite"]
 
@@ -40,32 +42,32 @@ def rewrite(
     (another model of the same class, the next block after a graph break): the caller feeds the
     FP8 copies of the parameters actually passed. ``gm`` is left untouched.
     """
-    new_gm, env = _compat.copy_graph_module(gm)
+    new_gm, env = copy_graph_module(gm)
     graph = new_gm.graph
-    fake_mode = _compat.fake_mode(gm)
+    fake_mode = fake_mode_of(gm)
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
     inputs = _FP8Inputs(graph, env[placeholders[-1]], {p.target for p in placeholders}, fake_mode)
     grouped = {id(la) for group in groups for la in group}
     for group in groups:
-        positions = tuple(placeholders.index(arg(la.node, 1, "weight")) for la in group)
+        positions = tuple(placeholders.index(_weight_node(la)) for la in group)
         rows = sum(la.weight.tensor.shape[0] for la in group)
         shape = (rows, *group[0].weight.tensor.shape[1:])
-        q, scale = inputs.add("fp8_fused_" + group[0].weight.path, positions, shape, group[0].weight, config)
+        q, scale = inputs.add("fp8_fused_" + group[0].weight.path, positions, shape, group[0], config)
         _replace_group(graph, [env[la.node] for la in group], group, q, scale, fake_mode)
     by_weight: dict[fx.Node, tuple[fx.Node, fx.Node]] = {}
     for layer in layers:
         if not layer.converted or id(layer) in grouped:
             continue
-        weight_node = arg(layer.node, 1, "weight")
+        weight_node = _weight_node(layer)
         if weight_node not in by_weight:
             shape = tuple(layer.weight.tensor.shape)
             by_weight[weight_node] = inputs.add(
-                "fp8_" + layer.weight.path, (placeholders.index(weight_node),), shape, layer.weight, config
+                "fp8_" + layer.weight.path, (placeholders.index(weight_node),), shape, layer, config
             )
         _replace_call(graph, env[layer.node], layer, *by_weight[weight_node], fake_mode)
     graph.lint()
     new_gm.recompile()
-    _compat.carry_dynamo_metadata(gm, new_gm, env, inputs.added)
+    carry_dynamo_metadata(gm, new_gm, env, inputs.added)
     return new_gm, inputs.feeds
 
 
@@ -80,16 +82,16 @@ class _FP8Inputs:
         self.feeds: list[tuple[int, ...]] = []
 
     def add(
-        self, stem: str, positions: tuple[int, ...], shape: tuple[int, ...], weight: Any, config: FP8Config
+        self, stem: str, positions: tuple[int, ...], shape: tuple[int, ...], layer: Layer, config: FP8Config
     ) -> tuple[fx.Node, fx.Node]:
         name = self._name(stem)
-        device = weight.tensor.device
-        rows = (shape[0],) if config.granularity == "channel" else ()
+        device = layer.weight.tensor.device
+        scales = scale_shape(shape, config.granularity, KINDS[layer.kind].scale_axis)
         nodes = []
-        for suffix, val_shape, dtype in (("", shape, config.dtype), ("_scale", rows, torch.float32)):
+        for suffix, val_shape, dtype in (("", shape, config.dtype), ("_scale", scales, torch.float32)):
             with self.graph.inserting_after(self.last):
                 node = self.graph.placeholder(name + suffix)
-            _set_val(node, _compat.fake_empty(self.fake_mode, val_shape, dtype, device))
+            _set_val(node, fake_empty(self.fake_mode, val_shape, dtype, device))
             self.last = node
             nodes.append(node)
         self.added.extend(nodes)
@@ -108,11 +110,14 @@ class _FP8Inputs:
 def _replace_call(
     graph: fx.Graph, old: fx.Node, layer: Layer, q: fx.Node, scale: fx.Node, fake_mode: Any
 ) -> None:
-    """``linear(x, w, b)`` / ``conv*(x, w, b, ...)`` -> ``fp8pass.<op>(x, q, scale, b, *call_args)``."""
+    """``linear(x, w, b)`` / ``conv*(x, w, b, ...)`` / ``embedding(x, w, ...)`` ->
+    ``fp8pass.<op>(x, q, scale, b, *call_args)``, the positions from the kind's row."""
+    kind = KINDS[layer.kind]
     with graph.inserting_before(old):
-        x = _as_compute_dtype(graph, arg(old, 0, "input"), layer, fake_mode)
+        x = _as_compute_dtype(graph, arg(old, kind.input), layer, fake_mode)
+        bias = arg(old, kind.bias) if kind.bias is not None else None
         op = COMPUTES[layer.compute].ops[layer.kind]
-        new = graph.call_function(op, (x, q, scale, arg(old, 2, "bias"), *layer.call_args))
+        new = graph.call_function(op, (x, q, scale, bias, *layer.call_args))
     new.meta = dict(old.meta)
     _set_val(new, old.meta.get("example_value", old.meta.get("val")))
     old.replace_all_uses_with(new)
@@ -126,9 +131,10 @@ def _replace_group(
     along the last dimension and made contiguous (the layers' users may ``view`` it)."""
     order = {n: i for i, n in enumerate(graph.nodes)}
     first = min(olds, key=order.__getitem__)
+    linear = KINDS["linear"]
     with graph.inserting_before(first):
-        x = _as_compute_dtype(graph, arg(first, 0, "input"), group[0], fake_mode)
-        biases = [arg(old, 2, "bias") for old in olds]
+        x = _as_compute_dtype(graph, arg(first, linear.input), group[0], fake_mode)
+        biases = [arg(old, linear.bias) for old in olds]
         bias = None if biases[0] is None else _call(graph, torch.cat, (biases,), fake_mode)
         op = COMPUTES[group[0].compute].ops["linear"]
         fused = _call(graph, op, (x, q, scale, bias), fake_mode)
@@ -144,19 +150,23 @@ def _replace_group(
         graph.erase_node(old)
 
 
+def _weight_node(layer: Layer) -> fx.Node:
+    return arg(layer.node, KINDS[layer.kind].weight)
+
+
 def _as_compute_dtype(graph: fx.Graph, x: Any, layer: Layer, fake_mode: Any) -> Any:
     """What autocast would have done to the layer's input (AOT autograd does not see autocast)."""
     if layer.compute_dtype is None:
         return x
     node = graph.call_method("to", (x, layer.compute_dtype))
-    _set_val(node, _compat.fake_eval(fake_mode, lambda t: t.to(layer.compute_dtype), _val(x)))
+    _set_val(node, fake_eval(fake_mode, lambda t: t.to(layer.compute_dtype), _val(x)))
     return node
 
 
 def _call(graph: fx.Graph, target: Any, args: tuple, fake_mode: Any) -> fx.Node:
     node = graph.call_function(target, args)
     vals = fx.node.map_arg(args, _val)
-    _set_val(node, _compat.fake_eval(fake_mode, lambda *a: target(*a), *vals))
+    _set_val(node, fake_eval(fake_mode, lambda *a: target(*a), *vals))
     return node
 
 

@@ -25,7 +25,8 @@ from typing import Any
 import torch
 from torch.utils.weak import WeakIdKeyDictionary
 
-from . import _compat, guards
+from . import guards
+from ._compat.storage import release_storage, restore_storage
 from .config import FP8Config
 from .quantize import dequantize_weight, quantize_weight
 
@@ -40,6 +41,8 @@ __all__ = [
     "fused_elsewhere",
     "get_or_quantize",
     "is_released",
+    "keep",
+    "kept_reason",
     "lookup",
     "model_of",
     "release",
@@ -58,11 +61,13 @@ class FP8Weight:
     released: bool = False  # the parameter's original storage is freed
     original: torch.Tensor | None = None  # a CPU copy of it, with FP8Config(release_weights="cpu")
     fused_in: tuple[int, ...] | None = None  # q and scale are views of this group's fused buffer
+    axis: int = 0  # the output-channel axis of per-channel scales (the layer kind's scale_axis)
 
 
 _entries: WeakIdKeyDictionary = WeakIdKeyDictionary()  # param -> {storage key: FP8Weight}
 _fused: WeakIdKeyDictionary = WeakIdKeyDictionary()  # first param of a group -> {group: (q, scale)}
 _roots: WeakIdKeyDictionary = WeakIdKeyDictionary()  # param -> weakref to its model
+_kept: WeakIdKeyDictionary = WeakIdKeyDictionary()  # param -> why its checkpoint kept its layer
 _indexed: weakref.WeakSet[torch.nn.Module] = weakref.WeakSet()
 _lock = threading.Lock()
 _version = 0  # bumped when entries are re-pointed, so per-call caches look them up again
@@ -81,8 +86,11 @@ def is_released(param: torch.Tensor) -> bool:
     return any(w.released for w in _entries.get(param, {}).values())
 
 
-def get_or_quantize(param: torch.Tensor, config: FP8Config, name: str) -> tuple[FP8Weight, bool]:
-    """``param``'s FP8 copy for ``config``, made now if needed; and whether it was made now."""
+def get_or_quantize(
+    param: torch.Tensor, config: FP8Config, name: str, axis: int = 0
+) -> tuple[FP8Weight, bool]:
+    """``param``'s FP8 copy for ``config`` (per-channel scales along ``axis``, the layer kind's
+    ``scale_axis``), made now if needed; and whether it was made now."""
     with _lock:
         found = lookup(param, config)
         if found is not None:
@@ -95,8 +103,8 @@ def get_or_quantize(param: torch.Tensor, config: FP8Config, name: str) -> tuple[
             )
         # Outside inference mode, so that the copies stay usable by graphs compiled later.
         with torch.inference_mode(False), torch.no_grad():
-            q, scale = quantize_weight(param, config.dtype, config.granularity)
-        entry = FP8Weight(q, scale)
+            q, scale = quantize_weight(param, config.dtype, config.granularity, axis)
+        entry = FP8Weight(q, scale, axis=axis)
         _entries.setdefault(param, {})[config.storage_key] = entry
         return entry, True
 
@@ -143,7 +151,7 @@ def restore_unconverted(param: torch.Tensor) -> None:
     unconverted."""
     for entry in _entries.get(param, {}).values():
         if entry.released:
-            _compat.restore_storage(param, dequantize_weight(entry.q, entry.scale, param.dtype))
+            restore_storage(param, dequantize_weight(entry.q, entry.scale, param.dtype, entry.axis))
             entry.released = False
             return
 
@@ -151,16 +159,13 @@ def restore_unconverted(param: torch.Tensor) -> None:
 # -- models, release ---------------------------------------------------------------------------------
 
 
-def first_sight(module: torch.nn.Module) -> None:
-    """Before fp8pass releases anything of a compiled module seen for the first time: find its model
-    (the outermost module on the call stack), refuse it if it carries offloading hooks, and index
-    it (its parameters get the watched class; each is mapped to the model). Once per module:
-    reading the call stack keeps the caller's locals alive until they next change."""
-    if module in _indexed:
+def first_sight(model: torch.nn.Module) -> None:
+    """Before fp8pass releases anything of ``model`` (the model that owns a compiled graph) for the
+    first time: refuse it if it carries offloading hooks, and index it (its parameters get the
+    watched class; each is mapped to the model)."""
+    if model in _indexed:
         return
-    model = _compat.outermost_module(module)
     guards.refuse_offloading(model)
-    _indexed.add(module)
     _index_model(model)
 
 
@@ -170,17 +175,16 @@ def model_of(param: torch.Tensor) -> torch.nn.Module | None:
     return ref() if ref is not None else None
 
 
-def release(param: torch.Tensor, entry: FP8Weight, root: torch.nn.Module, keep_copy: bool) -> str:
+def release(param: torch.Tensor, entry: FP8Weight, model: torch.nn.Module, keep_copy: bool) -> str:
     """Free ``param``'s storage (keeping a CPU copy if ``keep_copy``) and guard the modules of
-    ``root`` that could read it. Returns a note when it stays, else ``""``."""
-    if root not in _indexed:  # first_sight indexes compiled modules first; this covers any other way in
-        _indexed.add(root)
-        _index_model(_compat.outermost_module(root))
+    ``model`` (indexed by :func:`first_sight`) that could read it. Returns a note when it stays,
+    else ``""``."""
+    _index_model(model)
     original = param.detach().to("cpu", copy=True) if keep_copy else None
-    if not _compat.release_storage(param):
+    if not release_storage(param):
         return "original weight kept: it shares storage with other tensors"
     entry.released, entry.original = True, original
-    guards.guard_eager_use(root, param)
+    guards.guard_eager_use(model, param)
     return ""
 
 
@@ -191,14 +195,25 @@ def adopt(
     of ``model`` whose storage is released (a hollow parameter), and guard its eager uses."""
     with _lock:
         _entries.setdefault(param, {})[config.storage_key] = FP8Weight(q, scale, released=True)
-    if model not in _indexed:
-        _indexed.add(model)
-        _index_model(model)
+    _index_model(model)
     guards.guard_eager_use(model, param)
 
 
+def keep(param: torch.Tensor, reason: str) -> None:
+    """Record that the checkpoint ``param`` was loaded from kept its layer in its dtype, and why:
+    every plan of the model keeps it too (:func:`kept_reason`)."""
+    _kept[param] = reason
+
+
+def kept_reason(param: torch.Tensor) -> str:
+    """Why a checkpoint kept ``param``'s layer in its dtype (see :func:`keep`), or ``""``."""
+    return _kept.get(param, "")
+
+
 def _index_model(model: torch.nn.Module) -> None:
-    """Remember every parameter's model (for instances met later) and watch its parameters."""
+    """Remember every parameter's model (for instances met later) and watch its parameters; once."""
+    if model in _indexed:
+        return
     guards.watch(model)
     _indexed.add(model)
     ref = weakref.ref(model)
@@ -233,7 +248,7 @@ def restore(model: torch.nn.Module) -> int:
     for p in params:
         for entry in entries(p):
             if entry.released:
-                _compat.restore_storage(p, entry.original.to(p.device))
+                restore_storage(p, entry.original.to(p.device))
                 restored += 1
         forget(p)
     guards.unguard(model)

@@ -38,7 +38,7 @@ import torch.nn as nn
 from torch.overrides import TorchFunctionMode
 from torch.utils.weak import WeakIdKeyDictionary
 
-from . import _compat
+from ._compat.storage import is_released
 from .kinds import kind_of_module
 
 __all__ = ["Boundary", "Dataflow", "Structure", "classify", "split_inputs", "structure_of", "trace"]
@@ -170,7 +170,7 @@ def trace(model: nn.Module, args: tuple, kwargs: dict) -> tuple[Dataflow | None,
         flow, why = _trace(meta_model, *_to_meta((args, kwargs)))
         if flow is not None:
             return flow, ""
-    if any(p.is_meta or _compat.is_released(p) for p in model.parameters()):
+    if any(p.is_meta or is_released(p) for p in model.parameters()):
         return None, f"its forward does not run on the meta device ({why}), and its weights are not loaded"
     flow, real_why = _trace(model, args, kwargs)
     return (flow, "") if flow is not None else (None, f"meta: {why}; real: {real_why}")

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch._subclasses.fake_tensor import FakeTensor
 
 import fp8pass
+from fp8pass._compat.matmul import rowwise_scaled_mm_supported
 from fp8pass.bench import zoo
 
 BF16 = torch.bfloat16
@@ -108,7 +109,7 @@ def cuda_only(test):
 
 
 #: torch 2.11's CPU _scaled_mm takes per-tensor scales only; 2.13's takes per-row scales too
-ROWWISE_CPU = fp8pass._compat.rowwise_scaled_mm_supported(torch.device("cpu"))
+ROWWISE_CPU = rowwise_scaled_mm_supported(torch.device("cpu"))
 needs_rowwise_cpu = pytest.mark.skipif(
     not ROWWISE_CPU, reason=f"torch {torch.__version__} has no per-row _scaled_mm on CPU"
 )

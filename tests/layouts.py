@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from fp8pass.quantize import quantize_weight
-from fp8pass.safetensors_io import StreamWriter
+from safetensors.torch import save_file
 
 # diffusers key -> Wan's original, applied in order
 _WAN = [
@@ -158,11 +158,8 @@ def comfy_scaled(
 
 
 def save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> Path:
-    with StreamWriter(
-        path, [(k, v.dtype, tuple(v.shape)) for k, v in tensors.items()], metadata or {}
-    ) as out:
-        for k, v in tensors.items():
-            out.write(k, v)
+    """Written by safetensors' own writer, as the files people download were."""
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(path), metadata=metadata)
     return path
 
 

@@ -11,9 +11,10 @@ import torch.nn as nn
 from torch._inductor.utils import run_and_get_code
 
 import fp8pass
-from fp8pass import FP8Backend, FP8Config, _compat, store
+from fp8pass import FP8Backend, FP8Config, store
+from fp8pass._compat.storage import is_released
 from fp8pass.bench import zoo
-from fp8pass.kinds import has_fp8_matmul
+from fp8pass.computes import has_fp8_matmul
 
 from .helpers import (
     BF16,
@@ -157,7 +158,7 @@ def test_eager_call_after_conversion_is_refused_clearly(toy, toy_input):
     assert state["conv.weight"] is toy.conv.weight
     with pytest.raises(RuntimeError, match="cannot pickle or save 'conv.weight'"):  # ... but no released data
         torch.save(state, io.BytesIO())
-    assert not _compat.is_released(state["conv_in.weight"])  # kept weights are as usual
+    assert not is_released(state["conv_in.weight"])  # kept weights are as usual
     for move in (lambda: toy.to(torch.float16), lambda: toy.float()):
         with pytest.raises(
             RuntimeError, match=r"cannot move or cast the model \(.to\(\).*weight of '(conv|fc1)\.weight'"

@@ -28,7 +28,8 @@ import torch.multiprocessing as mp
 import torch.nn as nn
 import torch.nn.functional as F
 
-from fp8pass import FP8Backend, FP8Config, _compat, store
+from fp8pass import FP8Backend, FP8Config, store
+from fp8pass._compat.storage import is_released, local_tensor
 from fp8pass.bench import parallel, zoo
 from fp8pass.plan import plan_modules
 
@@ -128,12 +129,12 @@ def _fp8_run(model, inputs, config, inner):
             continue  # test_parallel_fp8_converts_the_layers_single_process_fp8_converts
         module = modules[row.name]
         entry = store.lookup(module.weight, config)
-        q, scale = _compat.local_tensor(entry.q), _compat.local_tensor(entry.scale)
+        q, scale = local_tensor(entry.q), local_tensor(entry.scale)
         placements = [str(getattr(t, "placements", None)) for t in (module.weight, entry.q, entry.scale)]
         blocks = getattr(module, "_tp_packed_row_blocks", None)  # Flux's single blocks' proj_out
         copies[row.name] = (q.view(torch.uint8).clone(), scale.clone(), placements, blocks)
-        local = _compat.local_tensor(module.weight)
-        released[row.name] = (_compat.is_released(module.weight), local.untyped_storage().nbytes())
+        local = local_tensor(module.weight)
+        released[row.name] = (is_released(module.weight), local.untyped_storage().nbytes())
     rows = [(r.name, r.converted, r.bytes_after, r.note) for r in be.report()]
     weight_bytes = parallel.rank_weight_bytes(model)
     return dict(

@@ -1,5 +1,7 @@
 """The package's shape: modules use each other's public surface only, private torch behaviour is
-reached through ``fp8pass/_compat.py`` alone, and the library does not import its harness."""
+reached through ``fp8pass/_compat/`` alone (one module per concern, each naming the torch versions
+it was checked on), no library module is over 400 lines, and the library does not import its
+harness."""
 
 import ast
 from pathlib import Path
@@ -35,7 +37,7 @@ def test_no_module_reaches_into_anothers_private_names(path):
     module_aliases = set()
     for source, names, aliases in _fp8pass_imports(path, tree):
         for name, alias in zip(names, aliases, strict=True):
-            assert not name.startswith("_") or name == "_compat", f"imports private {source}.{name}"
+            assert not name.startswith("_"), f"imports private {source}.{name}"
             module_aliases.add(alias)
     for node in ast.walk(tree):
         if (
@@ -68,9 +70,14 @@ def _private_torch_uses(tree: ast.AST) -> list[str]:
 
 @pytest.mark.parametrize("path", LIBRARY, ids=lambda p: str(p.relative_to(PACKAGE)))
 def test_private_torch_only_in_compat(path):
-    if path.name == "_compat.py":
+    if "_compat" in path.relative_to(PACKAGE).parts:
         return
     assert _private_torch_uses(_tree(path)) == []
+
+
+@pytest.mark.parametrize("path", LIBRARY, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_no_library_module_is_over_400_lines(path):
+    assert len(path.read_text().splitlines()) <= 400
 
 
 def test_the_library_does_not_import_its_harness():
@@ -79,11 +86,20 @@ def test_the_library_does_not_import_its_harness():
             assert not source.startswith("fp8pass.bench"), f"{path.name} imports {source}"
 
 
-def test_compat_names_the_versions_each_reliance_was_checked_on():
-    tree = _tree(PACKAGE / "_compat.py")
+COMPAT = sorted(p for p in (PACKAGE / "_compat").glob("*.py") if p.name != "__init__.py")
+
+
+@pytest.mark.parametrize("path", COMPAT, ids=lambda p: p.name)
+def test_compat_names_the_versions_each_reliance_was_checked_on(path):
+    tree = _tree(path)
+    assert "checked on" in (ast.get_docstring(tree) or "").replace("\n", " ").lower()
     public = [n for n in tree.body if isinstance(n, ast.FunctionDef) and not n.name.startswith("_")]
     unchecked = [
         f.name for f in public if "checked on" not in (ast.get_docstring(f) or "").replace("\n", " ").lower()
     ]
-    # helpers that only wrap another checked helper say so by name; every other one names versions
     assert unchecked == [], unchecked
+
+
+def test_compat_modules_are_indexed():
+    index = ast.get_docstring(_tree(PACKAGE / "_compat" / "__init__.py"))
+    assert all(f":mod:`.{p.stem}`" in index for p in COMPAT)

@@ -114,6 +114,7 @@ def test_ops_are_named_in_the_fp8pass_namespace():
     assert names == {
         "fp8pass.linear.default",
         "fp8pass.conv.default",
+        "fp8pass.embedding.default",
         "fp8pass.scaled_linear.default",
         "fp8pass.scaled_conv.default",
     }

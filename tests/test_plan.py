@@ -3,7 +3,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from fp8pass import FP8Config, _compat
+from fp8pass import FP8Config
+from fp8pass import computes
+from fp8pass._compat import dynamo
 from fp8pass.plan import ParamRef, all_finite, layer_names, plan
 from fp8pass.structure import structure_of
 
@@ -16,11 +18,11 @@ def plan_for(model, *inputs, config=None):
     seen = {}
 
     def backend(gm, example_inputs):
-        found = _compat.graph_parameters(gm, example_inputs)
-        params = {n: ParamRef(t, _compat.source_path(s)) for n, (t, s) in found.items()}
+        found = dynamo.graph_parameters(gm, example_inputs)
+        params = {n: ParamRef(t, dynamo.source_path(s)) for n, (t, s) in found.items()}
         seen["gm"], seen["inputs"] = gm, example_inputs
-        autocast = _compat.autocast_regions(gm.graph)
-        names = layer_names(model, _compat.module_path)
+        autocast = dynamo.autocast_regions(gm.graph)
+        names = layer_names(model, dynamo.module_path)
         structure = structure_of(model, inputs, {})
         seen["layers"] = plan(
             gm.graph, params, config or FP8Config(), names, autocast=autocast, structure=structure
@@ -146,7 +148,7 @@ def test_scaled_mm_needs_bf16_activations():
 def test_scaled_mm_per_row_falls_back_to_cast_where_torch_lacks_it(monkeypatch):
     """torch 2.11's CPU _scaled_mm takes per-tensor scales only: per-channel layers keep FP8
     storage on the cast path there, with the reason and the fix in the note."""
-    monkeypatch.setattr(_compat, "rowwise_scaled_mm_supported", lambda device: False)
+    monkeypatch.setattr(computes, "rowwise_scaled_mm_supported", lambda device: False)
     model = ScaledShapes().to(BF16).requires_grad_(False)
     inputs = (torch.randn(4, 64, dtype=BF16), torch.randn(1, 64, 4, 4, dtype=BF16))
     config = FP8Config(compute="scaled_mm", min_weight_numel=0, keep_boundary=False)

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 import fp8pass
+from fp8pass._compat.storage import is_released
 from fp8pass.bench import zoo
 
 from .helpers import BF16, sqnr
@@ -108,7 +109,7 @@ def _check_load_model(ns: dict) -> None:
     from fp8pass import store
 
     weight = ns["transformer"].transformer_blocks[0].attn.to_q.weight
-    assert store.entries(weight) and fp8pass._compat.is_released(weight)  # loaded as FP8, no bf16 held
+    assert store.entries(weight) and is_released(weight)  # loaded as FP8, no bf16 held
     _close_to_reference(ns, ns["out"], 40)
 
 
@@ -120,7 +121,7 @@ def _check_pipeline(ns: dict) -> None:
 
 
 def _check_cache_artifacts(ns: dict) -> None:
-    assert fp8pass._compat.is_released(ns["transformer"].transformer_blocks[0].attn.to_q.weight)  # FP8 ran
+    assert is_released(ns["transformer"].transformer_blocks[0].attn.to_q.weight)  # FP8 ran
     # saved; what a fresh process gains from it is test_compile_cost's
     assert Path("fp8pass-cache.bin").stat().st_size > 0
     _close_to_reference(ns, ns["out"].sample, 40)

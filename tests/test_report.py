@@ -23,7 +23,10 @@ def test_table_shows_reasons_notes_and_totals():
     assert "matches skip pattern '^conv_in$'" in table
     assert "counted under 'blocks.0.ff'" in table
     assert "8.00 MiB" in table and "2.00 KiB" in table
-    assert table.splitlines()[-1].startswith("2/3 layers converted; linear/conv weights 8.00 MiB -> 4.01 MiB")
+    assert table.splitlines()[-1] == (
+        "2/3 layers converted; layer weights 8.00 MiB -> 4.01 MiB (0.501x). "
+        "Kept in their dtype: 1 match a skip pattern (FP8Config.skip)"
+    )
 
 
 def test_empty_report():

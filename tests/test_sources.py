@@ -30,7 +30,7 @@ def _wan():
 
 
 def _wan_skeleton():
-    from fp8pass.checkpoint import _skeleton
+    from fp8pass.skeleton import skeleton as _skeleton
 
     return _skeleton(
         type(zoo.build_model("wan21-1.3b-tiny", "meta")), dict(zoo.MODELS["wan21-1.3b-tiny"].config)
@@ -148,7 +148,7 @@ def test_sd3_fused_qkv_carry_their_scale_through_the_split(tmp_path, per_row):
     ref = run(copy.deepcopy(model), **inputs)
     tensors, _ = layouts.comfy_scaled(layouts.sd3_original(model.state_dict(), 2), "new", per_row=per_row)
     path = layouts.save(tensors, tmp_path / "sd3.5_medium_fp8_scaled.safetensors")
-    from fp8pass.checkpoint import _skeleton
+    from fp8pass.skeleton import skeleton as _skeleton
 
     skeleton = _skeleton(type(model), dict(zoo.MODELS["sd35-medium-tiny"].config))
     config = load_fp8(skeleton, path)
@@ -179,9 +179,9 @@ def test_bad_files_are_refused_before_the_model_changes(tmp_path):
     wrong["blocks.0.ffn.0.weight"] = torch.zeros(16, 64, dtype=BF16)
     layouts.save(wrong, tmp_path / "shape.safetensors")
     cases = {
-        "truncated.safetensors": r"truncated.safetensors is truncated: tensor '[\w.]+' ends at byte",
-        "missing.safetensors": r"missing.safetensors holds no tensor for 1 of WanTransformer3DModel's \(first 'blocks.1.ffn.net.2.weight'\)",
-        "shape.safetensors": r"shape.safetensors: 'blocks.0.ffn.net.0.proj.weight' has shape \[16, 64\] in the checkpoint, the model's is \[128, 64\]",
+        "truncated.safetensors": r"truncated.safetensors: the file is truncated: tensor '[\w.]+' ends at byte",
+        "missing.safetensors": r"missing.safetensors: holds no tensor for 1 of WanTransformer3DModel's \(first 'blocks.1.ffn.net.2.weight'\)",
+        "shape.safetensors": r"shape.safetensors: tensor 'blocks.0.ffn.net.0.proj.weight' has shape \[16, 64\]; the model's is \[128, 64\]",
     }
     for name, match in cases.items():
         skeleton = _wan_skeleton()

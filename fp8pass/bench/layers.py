@@ -17,11 +17,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .. import _compat
-from ..kinds import COMPUTES
+from .._compat.matmul import rowwise_scaled_mm_supported
+from ..computes import COMPUTES
 from ..quantize import quantize_weight
 from . import zoo
-from .variants import resolve_device, time_ms
+from .variants import draw_progress, resolve_device, time_ms
 
 __all__ = ["LayerShape", "format_layer_results", "layer_shapes", "run_layer_benchmark"]
 
@@ -76,7 +76,7 @@ def _functions(shape: LayerShape, device: torch.device) -> dict[str, tuple[Any, 
     x = torch.randn(shape.x, generator=g, device=device).to(torch.bfloat16)
     w = (torch.randn(shape.w, generator=g, device=device) * 0.02).to(torch.bfloat16)
     q, scale = quantize_weight(w, torch.float8_e4m3fn, "channel")
-    rowwise = _compat.rowwise_scaled_mm_supported(device)  # per-row FP8 matmuls (not on torch 2.11's CPU)
+    rowwise = rowwise_scaled_mm_supported(device)  # per-row FP8 matmuls (not on torch 2.11's CPU)
     if shape.kind == "linear":
         fns = {
             "bf16": (F.linear, (x, w)),
@@ -111,16 +111,20 @@ def run_layer_benchmark(
     max_m: int | None = None,
     steps: int = 20,
     warmup: int = 5,
+    progress: bool = False,
 ) -> list[dict[str, Any]]:
     """Time every distinct layer shape (or those with at most ``max_m`` rows). Each function is
-    compiled with ``torch.compile(mode=mode)`` (max-autotune by default on CUDA), one shape at a time."""
+    compiled with ``torch.compile(mode=mode)`` (max-autotune by default on CUDA), one shape at a
+    time; ``progress`` draws a bar on stderr."""
     dev = resolve_device(device)
     mode = mode if mode is not None else ("max-autotune" if dev.type == "cuda" else None)
     rows = []
-    for shape, count in sorted(layer_shapes(model_name).items(), key=lambda kv: kv[0].mkn):
+    shapes = sorted(layer_shapes(model_name).items(), key=lambda kv: kv[0].mkn)
+    shapes = [(shape, count) for shape, count in shapes if max_m is None or shape.mkn[0] <= max_m]
+    for i, (shape, count) in enumerate(shapes):
         m, k, n = shape.mkn
-        if max_m is not None and m > max_m:
-            continue
+        if progress:
+            draw_progress(i, len(shapes), f"{shape.kind} M={m} K={k} N={n}")
         row: dict[str, Any] = {
             "kind": shape.kind,
             "M": m,
@@ -141,6 +145,8 @@ def run_layer_benchmark(
                     row[f"{label} ms"] = None
                     row[f"{label} error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:120]}"
         rows.append(row)
+    if progress:
+        draw_progress(len(shapes), len(shapes), "done")
     return rows
 
 

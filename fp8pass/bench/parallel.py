@@ -19,7 +19,8 @@ from collections.abc import Iterator
 
 import torch
 
-from .. import _compat, store
+from .. import store
+from .._compat.storage import local_tensor
 
 __all__ = ["MODES", "call", "cpu_workarounds", "parallelize", "plain_tp_plan", "rank_weight_bytes"]
 
@@ -115,7 +116,7 @@ def rank_weight_bytes(model: torch.nn.Module) -> dict[str, int]:
     """
 
     def add(storages: dict[int, int], t: torch.Tensor) -> None:
-        s = _compat.local_tensor(t).untyped_storage()
+        s = local_tensor(t).untyped_storage()
         if s.nbytes():
             storages[s.data_ptr()] = s.nbytes()
 

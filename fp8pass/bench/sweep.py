@@ -26,6 +26,7 @@ import torch
 
 from ..analyze import weight_bytes
 from ..backend import FP8Backend
+from ..computes import COMPUTES
 from ..config import FP8Config
 from ..hooks import apply_fp8_hooks
 from ..kinds import kind_of_module
@@ -37,7 +38,7 @@ from .catalogue import CATALOGUE
 
 __all__ = ["SweepRow", "check_entry", "format_sweep", "run_sweep"]
 
-_COMPUTES = ("cast", "scaled_mm")
+_COMPUTES = tuple(COMPUTES)
 
 
 @dataclass

@@ -38,6 +38,7 @@ from ..backend import FP8Backend
 from ..config import FP8Config
 from ..hooks import apply_fp8_hooks
 from ..metrics import sqnr
+from ..report import reason_counts
 from . import zoo
 
 __all__ = [
@@ -48,6 +49,8 @@ __all__ = [
     "format_results",
     "held_weight_bytes",
     "resolve_device",
+    "conclusion",
+    "draw_progress",
     "run_benchmark",
     "time_ms",
     "to_json",
@@ -78,6 +81,7 @@ class Result:
     sqnr_db: float | None = None  # None with identical=True: the output equals bf16 eager's
     identical: bool = False
     converted: str = ""
+    kept: dict[str, int] = field(default_factory=dict)  # layers left unconverted, by why
     ok: bool = True
 
     def __post_init__(self) -> None:
@@ -249,7 +253,7 @@ def run_benchmark(
 
     def tell(label: str) -> None:
         if progress:
-            _progress(next(units), len(names) * (1 + (rounds if interleave else 0)), label)
+            draw_progress(next(units), len(names) * (1 + (rounds if interleave else 0)), label)
 
     # every variant compiles its own model of one class: let Dynamo keep a graph per variant
     with torch._dynamo.config.patch(recompile_limit=max(8, 2 * len(names))):
@@ -288,7 +292,7 @@ def run_benchmark(
         for entry in prepared:
             _finish(entry, inputs, dev)
     if progress:
-        _progress(1, 1, "done")
+        draw_progress(1, 1, "done")
     _compare_to_baseline(results)
     return env, results
 
@@ -316,6 +320,7 @@ def _prepare(name: str, model_name: str, dev: torch.device, inputs: dict, warmup
             first_call_s=first,
             weight_bytes=held_weight_bytes(model, rows, info.get("extra", lambda: [])()),
             converted=f"{sum(r.converted for r in rows)}/{len(rows)}" if rows else "",
+            kept=reason_counts(rows),
         )
         return _Prepared(result, model, fn), out.detach().float().cpu()
     except Exception as e:  # a variant that fails says so, and the others still run
@@ -447,7 +452,8 @@ def _free(dev: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
-def _progress(done: int, total: int, label: str) -> None:
+def draw_progress(done: int, total: int, label: str) -> None:
+    """A one-line progress bar on stderr; ``label`` ``"done"`` ends the line."""
     width = 24
     filled = width * done // max(total, 1)
     sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {label[:60]:<60}")
@@ -563,3 +569,65 @@ def to_json(env: dict[str, Any], results: list[Result]) -> str:
     return json.dumps(
         {"environment": env, "results": [dataclasses.asdict(r) for r in results]}, indent=2, allow_nan=False
     )
+
+
+#: the fp8pass variant the conclusion speaks of first, and the hooks it compares with
+_FP8PASS, _HOOKS = "fp8pass cast", "fp8 hooks (diffusers layerwise)"
+
+
+def conclusion(env: dict[str, Any], results: list[Result]) -> str:
+    """What the run says, in words a newcomer can act on: weight memory saved, fp8pass's time and
+    first call against compiled bf16 (with the spread over rounds), fidelity, what stayed in bf16
+    and why, the hooks' cost, and what to try next."""
+    by = {r.variant: r for r in results if r.ok}
+    base, ours = by.get(BASELINE), by.get(_FP8PASS)
+    if base is None or ours is None:
+        missing = ", ".join(n for n in (BASELINE, _FP8PASS) if n not in by)
+        return f"No conclusion: {missing} did not run (see the status column)."
+    lines = [f"## Conclusion ({env['model']} on {env['device']})"]
+    if ours.weight_bytes and base.weight_bytes:
+        lines.append(
+            f"- Memory: fp8pass holds the denoiser's weights in {ours.weight_bytes / 2**20:.0f} MiB, "
+            f"bf16 in {base.weight_bytes / 2**20:.0f} MiB ({ours.weight_bytes / base.weight_bytes:.2f}x); "
+            f"{ours.converted} layers are FP8."
+        )
+    if ours.kept:
+        why = "; ".join(f"{n} {reason}" for reason, n in ours.kept.items())
+        lines.append(f"- Kept in bf16: {why}.")
+    if ours.time_vs_compiled_bf16 is not None:
+        ratios = [t / b for t, b in zip(ours.round_ms, base.round_ms, strict=False)]
+        spread = f"{min(ratios):.2f}-{max(ratios):.2f}x over {len(ratios)} rounds" if ratios else ""
+        first = (
+            f"; its first call (compile included) {ours.first_call_s / base.first_call_s:.2f}x"
+            if ours.first_call_s and base.first_call_s
+            else ""
+        )
+        busy = (
+            " The machine was busy (rounds disagree): rerun before trusting the time."
+            if ours.unstable or base.unstable
+            else ""
+        )
+        lines.append(
+            f"- Time: a step takes {ours.time_vs_compiled_bf16:.2f}x compiled bf16's ({spread}){first}.{busy}"
+        )
+    if ours.sqnr_db is not None:
+        ref = f" (compiled bf16 itself: {base.sqnr_db:.1f} dB)" if base.sqnr_db is not None else ""
+        lines.append(
+            f"- Fidelity: output SQNR against bf16 eager {ours.sqnr_db:.1f} dB{ref}; above 20 dB counts as close."
+        )
+    hooks = by.get(_HOOKS)
+    if hooks is not None and hooks.time_vs_compiled_bf16 is not None:
+        lines.append(
+            f"- diffusers' FP8 hooks (layerwise casting) take {hooks.time_vs_compiled_bf16:.2f}x compiled "
+            "bf16's time for the same storage."
+        )
+    nxt = (
+        "`--model flux-dev` on a GPU for full size; FP8Config(compute='scaled_mm') (default on Ada/Hopper) for FP8 matmuls"
+        if env.get("device") != "cuda"
+        else "FP8Config(compute='scaled_mm') for FP8 matmuls; `--max-autotune` for fused casts"
+    )
+    lines.append(
+        f"- Next: `python -m fp8pass report --model {env['model']}` for per-layer fidelity; {nxt}; "
+        "on your model: torch.compile(model, backend='fp8pass')."
+    )
+    return "\n".join(lines)

@@ -21,6 +21,7 @@ from torch.overrides import TorchFunctionMode
 from ..sources import pretrained_dtype
 
 __all__ = [
+    "DEFAULT_MODELS",
     "MODELS",
     "ZooModel",
     "build",
@@ -31,6 +32,7 @@ __all__ = [
     "build_model",
     "entry_inputs",
     "build_pipeline",
+    "default_model",
     "init_weights",
     "match_pretrained_dtypes",
     "seeded_randn",
@@ -498,6 +500,15 @@ class _SkipParameterInit(TorchFunctionMode):
         ):
             return args[0]
         return func(*args, **(kwargs or {}))
+
+
+#: what ``python -m fp8pass bench`` and ``layers`` run by default, per device type
+DEFAULT_MODELS = {"cuda": "flux-dev", "cpu": "flux-dev-tiny"}
+
+
+def default_model(device_type: str) -> str:
+    """The zoo model the commands use by default on a device of this type."""
+    return DEFAULT_MODELS.get(device_type, DEFAULT_MODELS["cpu"])
 
 
 def _entry(name: str) -> ZooModel:
