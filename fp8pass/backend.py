@@ -27,7 +27,7 @@ from ._compat.inductor import aot_eager_compiler, inductor_compiler
 from ._compat.storage import is_released
 from .config import FP8Config
 from .kinds import KINDS
-from .ops import DECOMPOSITIONS
+from .ops import DECOMPOSITIONS, definition_hash
 from .plan import Layer, ParamRef, layer_names, plan, projection_groups, refuse_unloaded_or_training
 from .report import LayerReport, format_report, layer_rows
 from .rewrite import rewrite
@@ -236,7 +236,7 @@ class FP8Backend:
         if self.inner == "aot_eager":
             compiler = aot_eager_compiler(DECOMPOSITIONS)
         else:
-            compiler = inductor_compiler(mode, options, DECOMPOSITIONS)
+            compiler = inductor_compiler(mode, options, DECOMPOSITIONS, definition_hash())
         return compiler(gm, list(example_inputs[:num_dynamo]) + static_fakes(example_inputs[num_dynamo:]))
 
     def _release(self, converted: list[Layer], model: torch.nn.Module | None) -> None:

@@ -14,7 +14,10 @@ as integer ops that Inductor vectorizes (its own FP8 conversion is a scalar loop
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -28,6 +31,8 @@ from .quantize import MIN_AMAX
 __all__ = [
     "ACTIVATION_DTYPE",
     "DECOMPOSITIONS",
+    "DEFINING_MODULES",
+    "definition_hash",
     "conv",
     "embedding",
     "linear",
@@ -157,3 +162,20 @@ DECOMPOSITIONS: dict[Any, Callable[..., Tensor]] = {
     torch.ops.fp8pass.scaled_linear.default: scaled_linear_math,
     torch.ops.fp8pass.scaled_conv.default: scaled_conv_math,
 }
+
+
+#: The modules whose code defines what the ops compute: these ``*_math`` functions, the CPU
+#: conversion they call (and its C source), the scale constants, the FP8 matmul wrapper. Inductor's
+#: caches key compiled graphs on :func:`definition_hash` of them, and on nothing else of fp8pass:
+#: editing the harness, the report or the planner keeps users' compiled kernels.
+DEFINING_MODULES = ("ops.py", "dequant.py", "quantize.py", "_compat/matmul.py")
+
+
+@functools.cache
+def definition_hash(package: Path | None = None) -> str:
+    """A hash of :data:`DEFINING_MODULES`' source, in ``package`` (default: this fp8pass)."""
+    root = package or Path(__file__).parent
+    digest = hashlib.sha256()
+    for name in DEFINING_MODULES:
+        digest.update(name.encode() + b"\0" + (root / name).read_bytes())
+    return digest.hexdigest()[:16]

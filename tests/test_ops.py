@@ -177,3 +177,26 @@ def test_scaled_decomposition_quantizes_activation_with_plain_ops(granularity):
     assert t.target in (torch.ops.aten.t.default, torch.ops.aten.permute.default)
     assert [u.target for u in t.users] == [torch.ops.aten._scaled_mm.default]
     torch.testing.assert_close(gm(x, q, scale, b), ops.scaled_linear(x, q, scale, b))
+
+
+def test_the_compile_cache_key_covers_the_ops_definition_and_nothing_else(tmp_path):
+    """Inductor's caches key fp8pass's graphs on a hash of what defines the ops' results: an edit
+    to the harness, the planner or the report keeps users' compiled kernels; an edit to an op's
+    math or the conversion it calls does not."""
+    import shutil
+    from pathlib import Path
+
+    import fp8pass
+
+    copy = tmp_path / "fp8pass"
+    shutil.copytree(Path(fp8pass.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    base = ops.definition_hash(copy)
+    assert base == ops.definition_hash()
+    for unrelated in ("bench/zoo.py", "plan.py", "report.py", "cli.py"):
+        (copy / unrelated).write_text((copy / unrelated).read_text() + "\n# an edit\n")
+        assert ops.definition_hash.__wrapped__(copy) == base, unrelated
+    for defining in ("ops.py", "dequant.py", "quantize.py", "_compat/matmul.py"):
+        edited = tmp_path / defining.replace("/", "_")
+        shutil.copytree(copy, edited)
+        (edited / defining).write_text((edited / defining).read_text() + "\n# an edit\n")
+        assert ops.definition_hash(edited) != base, defining

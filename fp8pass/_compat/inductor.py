@@ -5,7 +5,6 @@ Checked on torch 2.13.0 and 2.11.0 (CPU).
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -14,9 +13,14 @@ import torch.fx as fx
 
 
 def inductor_compiler(
-    mode: str | None, options: dict[str, Any] | None, decompositions: dict[Any, Callable[..., Any]]
+    mode: str | None,
+    options: dict[str, Any] | None,
+    decompositions: dict[Any, Callable[..., Any]],
+    definition: str,
 ) -> Callable[[fx.GraphModule, list[Any]], Any]:
-    """Inductor with ``torch.compile``'s ``mode``/``options`` semantics plus fp8pass's decompositions.
+    """Inductor with ``torch.compile``'s ``mode``/``options`` semantics plus fp8pass's decompositions;
+    ``definition`` (a hash of what defines the ops' results, :func:`fp8pass.ops.definition_hash`)
+    joins the cache key (:func:`cache_key_tag`).
 
     The decompositions go into Inductor's own table (:func:`_add_to_inductor_decompositions`)
     rather than ``compile_fx(decompositions=...)``: a table passed there becomes part of the FX
@@ -32,33 +36,21 @@ def inductor_compiler(
     _add_to_inductor_decompositions(decompositions)
 
     def compile_(gm: fx.GraphModule, example_inputs: list[Any]) -> Any:
-        with torch.compiler.config.patch(cache_key_tag=_cache_key_tag()):
+        with torch.compiler.config.patch(cache_key_tag=cache_key_tag(definition)):
             return compile_fx(gm, example_inputs, config_patches=patches)
 
     return compile_
 
 
-def _cache_key_tag() -> str:
-    """``torch.compiler.config.cache_key_tag`` while fp8pass compiles: the user's tag plus a hash
-    of fp8pass's source. The AOTAutograd cache is keyed on Dynamo's graph, in which an fp8pass op
-    is one opaque call; what it computes lives in the decompositions, which no cache key covers.
-    Without the hash, a cache directory filled by an older fp8pass handed its kernels to a newer
-    one. The tag is read into the FX graph and AOTAutograd cache keys (``FxGraphHashDetails``);
-    checked on torch 2.13.0 and 2.11.0 (CPU)."""
+def cache_key_tag(definition: str) -> str:
+    """``torch.compiler.config.cache_key_tag`` while fp8pass compiles: the user's tag plus
+    ``definition``, a hash of what the fp8pass ops compute. The AOTAutograd cache is keyed on the
+    graph, in which an fp8pass op is one opaque call; what it computes lives in the
+    decompositions, which no cache key covers. Without it, a cache directory filled by an older
+    fp8pass handed its kernels to a newer one. The tag is read into the FX graph and AOTAutograd
+    cache keys (``FxGraphHashDetails``); checked on torch 2.13.0 and 2.11.0 (CPU)."""
     user = torch.compiler.config.cache_key_tag
-    return f"{user};fp8pass={_source_hash()}" if user else f"fp8pass={_source_hash()}"
-
-
-@functools.cache
-def _source_hash() -> str:
-    import hashlib
-    from pathlib import Path
-
-    root = Path(__file__).parent
-    digest = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
-        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()[:16]
+    return f"{user};fp8pass={definition}" if user else f"fp8pass={definition}"
 
 
 def _add_to_inductor_decompositions(decompositions: dict[Any, Callable[..., Any]]) -> None:
