@@ -28,7 +28,11 @@ def main() -> None:
     if CHECKOUT in where.parents:
         sys.exit(f"FAILED: fp8pass was imported from the checkout ({where}), not from the wheel")
     loaded = json.loads(run("-c", "import sys, fp8pass, json; print(json.dumps(sorted(sys.modules)))"))
-    heavy = [m for m in loaded if m.split(".")[0] in ("torch", "diffusers", "transformers") or m.startswith("fp8pass.")]
+    heavy = [
+        m
+        for m in loaded
+        if m.split(".")[0] in ("torch", "diffusers", "transformers") or m.startswith("fp8pass.")
+    ]
     if heavy:
         sys.exit(f"FAILED: `import fp8pass` imported {heavy[:5]}")
     start = time.perf_counter()

@@ -14,9 +14,9 @@ import re
 from pathlib import Path
 
 import torch
+from safetensors.torch import save_file
 
 from fp8pass.quantize import quantize_weight
-from safetensors.torch import save_file
 
 # diffusers key -> Wan's original, applied in order
 _WAN = [

@@ -3,8 +3,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from fp8pass import FP8Config
-from fp8pass import computes
+from fp8pass import FP8Config, computes
 from fp8pass._compat import dynamo
 from fp8pass.plan import ParamRef, all_finite, layer_names, plan
 from fp8pass.structure import structure_of
