@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import warnings
+import weakref
 from typing import Any
 
 import torch
@@ -83,6 +85,8 @@ class FP8Backend:
         #: with ``keep_graphs=True``: (code of the graph Dynamo captured, the rewritten GraphModule)
         self.graphs: list[tuple[str, fx.GraphModule]] = []
         self._rows: dict[tuple[str, Any], LayerReport] = {}
+        self._weights: dict[tuple[str, Any], weakref.ref] = {}  # row key -> its converted weight
+        self._models: dict[tuple[str, Any], weakref.ref] = {}  # row key -> the model that owns it
 
     def __repr__(self) -> str:
         c = self.config
@@ -109,13 +113,13 @@ class FP8Backend:
         autocast = autocast_regions(gm.graph)
         names = layer_names(model, module_path)
         layers = plan(
-            gm.graph, params, self.config, names, store.is_released, autocast, structure, store.kept_reason
+            gm.graph, params, self.config, names, store.is_released, autocast, structure, store.pinned
         )
         converted = [layer for layer in layers if layer.converted]
         self.num_graphs += 1
         self._restore_unconverted(layers)
         if not converted:  # nothing to rewrite (or no inputs at all): the graph passes through as it is
-            self._record(layers)
+            self._record(layers, model)
             return self._inner_compile(gm, example_inputs, len(example_inputs), mode, options)
         refuse_unloaded_or_training(converted)
         if self.config.release_weights and model is not None:
@@ -133,16 +137,29 @@ class FP8Backend:
         )
         if self.config.release_weights:
             self._release(converted, model)
-        self._record(layers)
+        self._record(layers, model)
         log.info("fp8pass: graph %d: %d/%d layers converted", self.num_graphs, len(converted), len(layers))
         return store.feeding_fp8_inputs(compiled, feeds, self._fp8_inputs)
 
-    def report(self) -> list[LayerReport]:
-        """Every linear / conv layer this backend has seen, in graph order."""
-        return list(self._rows.values())
+    def report(self, model: torch.nn.Module | None = None) -> list[LayerReport]:
+        """Every layer of a kind fp8pass converts that this backend has seen, in graph order, or
+        those of ``model`` only (one backend, ``fp8_backend`` behind ``backend="fp8pass"``
+        included, may compile several models); a converted layer's row also says what happened to
+        its FP8 copy since (requantized by a write, an outlier flushing weights to zero)."""
+        rows = []
+        for key, row in self._rows.items():
+            if model is not None and (key not in self._models or self._models[key]() is not model):
+                continue
+            weight = self._weights[key]() if key in self._weights else None
+            notes = [n for e in store.entries(weight) for n in e.notes] if weight is not None else []
+            extra = [n for n in notes if n not in row.note]
+            rows.append(
+                dataclasses.replace(row, note="; ".join(filter(None, [row.note, *extra]))) if extra else row
+            )
+        return rows
 
-    def report_table(self, tablefmt: str = "github") -> str:
-        """:meth:`report` as a table with a totals line."""
+    def report_table(self, tablefmt: str = "github", model: torch.nn.Module | None = None) -> str:
+        """:meth:`report` (of ``model``'s layers, if given) as a table with a totals line."""
         if not self.num_graphs:
             return (
                 "fp8pass has not seen a graph yet: torch.compile is lazy, so conversion happens when the "
@@ -150,7 +167,7 @@ class FP8Backend:
             )
         if not self._rows:
             return f"fp8pass compiled {self.num_graphs} graph(s) holding no linear or convolution layer."
-        return format_report(self.report(), tablefmt)
+        return format_report(self.report(model), tablefmt)
 
     # -- steps of __call__ -------------------------------------------------------------------
 
@@ -255,7 +272,7 @@ class FP8Backend:
             if note:
                 layer.notes.append(note)
 
-    def _record(self, layers: list[Layer]) -> None:
+    def _record(self, layers: list[Layer], model: torch.nn.Module | None) -> None:
         def copy_of(layer: Layer) -> tuple[torch.Tensor, torch.Tensor, bool] | None:
             entry = store.lookup(layer.weight.tensor, self.config)
             return (entry.q, entry.scale, entry.released) if entry else None
@@ -263,8 +280,13 @@ class FP8Backend:
         for layer, row in zip(layers, layer_rows(layers, copy_of), strict=True):
             # one row per layer and weight: recompiles update it, another model's same-named layer adds one
             w = layer.weight.tensor if layer.weight is not None else None
-            self._rows[(layer.name, id(w) if w is not None else layer.node.name)] = row
-            if not layer.converted:
+            key = (layer.name, id(w) if w is not None else layer.node.name)
+            self._rows[key] = row
+            if model is not None:
+                self._models[key] = weakref.ref(model)
+            if layer.converted:
+                self._weights[key] = weakref.ref(w)
+            else:
                 log.debug("fp8pass: %s stays unconverted: %s", layer.name, layer.reason)
 
 

@@ -63,7 +63,7 @@ def save_fp8(
     """
     config = config or FP8Config()
     structure = structure_of(model, *split_inputs(example_inputs)) if example_inputs is not None else None
-    layers = plan_modules(model, config, structure=structure, kept=store.kept_reason)
+    layers = plan_modules(model, config, structure=structure, pinned=store.pinned)
     plan = {la.weight.path: la for la in layers}
     items, aliases = [], {}
     seen: dict[int, Item] = {}
@@ -135,12 +135,9 @@ def load_fp8(
         assign(model, name, value)
     for name, (q, scale) in fp8.items():
         store.adopt(model, loaded[name], config, q, scale)
-    if ckpt.layout == "fp8pass":  # the file's plan is the plan: its kept layers stay kept
-        for item in items:
-            if item.kept and not item.converted:
-                store.keep(loaded[item.name], item.kept)
-    for name, why in kept.items():
-        store.keep(loaded[name], why)
+    for item in items:  # what was decided here is what every later plan of the model does
+        if item.layer:
+            store.pin(loaded[item.name], kept.get(item.name, "" if item.converted else item.kept))
     return config
 
 
@@ -218,8 +215,8 @@ def _refuse_overwriting_inputs(source: str | Path, destination: str | Path, mode
         if _same_file(path, destination):
             raise CheckpointError(
                 destination,
-                f"is {'the source' if len(inputs) == 1 else 'a file of the source'} ({path}): write the "
-                "FP8 file to a new path; nothing was read or changed",
+                f"is a file this convert reads ({path}): write the FP8 file to a new path; nothing "
+                "was read or changed",
             )
     return inputs
 

@@ -77,7 +77,7 @@ def read_metadata(path: Path, meta: dict[str, str], stored: set[str]) -> FileInf
     config = file_config(path, _json(path, meta, "config", dict))
     dtypes = {}
     for name, value in _json(path, meta, "dtypes", dict, default={}).items():
-        if value not in _FLOAT_DTYPES:
+        if not isinstance(value, str) or value not in _FLOAT_DTYPES:
             raise refuse(f"the dtype of {name!r} is {value!r}, not one of {', '.join(_FLOAT_DTYPES)}")
         dtypes[name] = _FLOAT_DTYPES[value]
     aliases = _json(path, meta, "aliases", dict, default={})
@@ -91,13 +91,14 @@ def read_metadata(path: Path, meta: dict[str, str], stored: set[str]) -> FileInf
 
 
 def file_config(path: Path, data: dict[str, Any]) -> FP8Config:
-    """The config to compile a file's model with: the storage dtype, granularity, compute and
-    fusion the file was made with, each checked; the other fields take their defaults (the file's
-    tensors, not its patterns, say which layers are FP8)."""
+    """The config to compile a file's model with: the storage dtype, granularity, compute, fusion,
+    boundary rule and size threshold the file was made with, each checked; its ``skip`` /
+    ``convert`` patterns are never compiled (the file's tensors say which layers are FP8, and the
+    loader pins that plan: :func:`fp8pass.store.pin`)."""
 
     def pick(name: str, allowed: Any) -> Any:
         value = data.get(name)
-        if value not in allowed:
+        if not isinstance(value, (str, bool)) or value not in allowed:
             raise CheckpointError(
                 path, f"fp8pass metadata: config {name} is {value!r}, not one of {list(allowed)}"
             )
@@ -109,7 +110,17 @@ def file_config(path: Path, data: dict[str, Any]) -> FP8Config:
         granularity=pick("granularity", GRANULARITIES),
         compute=pick("compute", (AUTO, *COMPUTES)) if "compute" in data else AUTO,
         fuse_projections=pick("fuse_projections", (True, False)) if "fuse_projections" in data else False,
+        keep_boundary=pick("keep_boundary", (True, False)) if "keep_boundary" in data else True,
+        min_weight_numel=_natural(path, data.get("min_weight_numel", 4096)),
     )
+
+
+def _natural(path: Path, value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**63:
+        raise CheckpointError(
+            path, f"fp8pass metadata: config min_weight_numel is {value!r}, not an int >= 0"
+        )
+    return value
 
 
 def _json(path: Path, meta: dict[str, str], key: str, kind: type, default: Any = None) -> Any:

@@ -1,22 +1,20 @@
-"""What stops eager code from reading a parameter whose storage fp8pass released.
+"""The module-level guards around a model whose weights fp8pass released.
 
-A released parameter keeps its shape, dtype, device and identity (so Dynamo's guards still pass),
-but its memory is gone: a raw read (``w.clone()``, ``w + 1``, ``w.data += delta``) would read
-freed memory and crash the process. Every way into it that fp8pass can see is closed with an
-error that names the layer and the fix:
+A released parameter's own uses (reads, writes, ``.data``, pickling) are handled by its class
+(:mod:`fp8pass.released`). What goes through modules is closed here, each with an error that
+names the layer and the fix, raised before anything changes:
 
-- calling a module that owns the weight (forward pre-hook) or loading a state dict into it; its
-  ``state_dict()`` lists the key, with the released parameter itself as the value (below);
+- calling a module that owns a released weight eagerly (a forward pre-hook): the compiled module
+  is what runs it;
 - ``.to()`` / ``.cuda()`` / ``.float()`` / ``.half()`` on it or any module above it (``_apply``
-  shadowed on the instance), refused before anything moves; a move to where the model already
-  is (``pipe.to("cuda")`` twice) is allowed;
-- ``param.data`` (what LoRA fusing, group offloading and most model surgery use), ``repr``,
-  ``copy.deepcopy`` and pickling: the parameter's class becomes a subclass of its own class
-  (``isinstance`` checks still hold) whose ``data`` property raises once it is released;
+  shadowed on the instance); a move to where the model already is (``pipe.to("cuda")`` twice)
+  is allowed;
+- ``load_state_dict`` is checked whole on the module it is called on before anything is copied
+  (all or nothing), then each value for a released weight is requantized into its FP8 copy;
+  ``state_dict()`` lists every key, a released weight's value being the parameter itself;
+- ``save_pretrained`` (diffusers) is refused before it writes anything, naming
+  :func:`fp8pass.save_fp8`;
 - model CPU offload and group offloading, detected when the model is compiled.
-
-Direct arithmetic on a released parameter (``model.fc.weight.sum()``) is not intercepted: that
-would need ``__torch_function__`` on every parameter, which Dynamo would have to trace.
 """
 
 from __future__ import annotations
@@ -29,12 +27,16 @@ import torch
 
 from . import distributed
 from ._compat.modules import class_apply, offloading_hooks, shadow_apply, unshadow_apply
-from ._compat.storage import is_released, set_tensor_data, tensor_data
+from ._compat.storage import is_released
+from .kinds import KINDS, kind_of_module
+from .released import Watched, name_of, watched_class
 
 __all__ = ["guard_eager_use", "refuse_offloading", "unguard", "unwatch", "watch"]
 
 _GUARDED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # module -> its hook handles
 _GUARDED_APPLY: weakref.WeakSet[torch.nn.Module] = weakref.WeakSet()
+_GUARDED_SAVE: weakref.WeakSet[torch.nn.Module] = weakref.WeakSet()
+_OWNERS: weakref.WeakSet[torch.nn.Module] = weakref.WeakSet()  # modules holding a released weight
 _OWNER_INDEX: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 _FIX_CHANGE = (
@@ -50,133 +52,27 @@ _OFFLOAD = (
 )
 
 
-# -- the watched-parameter class -----------------------------------------------------------------
-
-
-class _Watched:
-    """Mixed in front of the class of every parameter of a model fp8pass releases weights of:
-    transparent while the parameter has its storage, refusing once it is released. Every
-    parameter of the model gets it at once, when the first is released (while Dynamo compiles,
-    before it builds its guards), so that Dynamo's guards, which check a parameter's Python
-    type, see one class in every block and every later call: no recompiles."""
-
-    _fp8pass_name: str
-
-    @property
-    def data(self) -> torch.Tensor:
-        if is_released(self):  # metadata only (diffusers' LoRA loader reads .data.shape)
-            return _ReleasedData.of(self)
-        return tensor_data(self)
-
-    @data.setter
-    def data(self, value: torch.Tensor) -> None:
-        if value is self:  # Module._apply re-assigns a parameter that .to() left where it was
-            return
-        if is_released(self):
-            raise RuntimeError(_released_message(self, "assign .data of"))
-        set_tensor_data(self, value)
-
-    def __repr__(self) -> str:
-        if not is_released(self):
-            return super().__repr__()
-        return (
-            f"Parameter(shape={tuple(self.shape)}, dtype={self.dtype}, device={self.device}): released "
-            f"by fp8pass, the compiled model reads its FP8 copy ('{self._fp8pass_name}')"
-        )
-
-    def __deepcopy__(self, memo: dict) -> Any:
-        if is_released(self):
-            raise RuntimeError(_released_message(self, "copy"))
-        return super().__deepcopy__(memo)
-
-    def __reduce_ex__(self, protocol: int) -> Any:
-        if is_released(self):
-            raise RuntimeError(_released_message(self, "pickle or save"))
-        return super().__reduce_ex__(protocol)
-
-
-class _ReleasedData(torch.Tensor):
-    """What ``.data`` of a released parameter gives: it answers shape, dtype, device and the like
-    (code such as diffusers' LoRA loader walks every ``module.weight.data.shape``), and refuses
-    everything that would touch values, with the parameter's name, instead of reading freed memory.
-    Backed by a ``meta`` tensor: it holds no memory."""
-
-    _param: Any
-
-    @staticmethod
-    def of(param: torch.Tensor) -> _ReleasedData:
-        view = torch.empty(param.shape, dtype=param.dtype, device="meta").as_subclass(_ReleasedData)
-        view._param = param
-        return view
-
-    @classmethod
-    def __torch_function__(cls, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
-        name = (
-            getattr(getattr(func, "__self__", None), "__name__", "")
-            if func.__name__ == "__get__"
-            else func.__name__
-        )
-        param = args[0]._param if args and isinstance(args[0], _ReleasedData) else None
-        if param is None or name not in _METADATA:
-            owner = (
-                param if param is not None else next(a._param for a in args if isinstance(a, _ReleasedData))
-            )
-            raise RuntimeError(_released_message(owner, f"use the data ({name}) of"))
-        if name == "device":
-            return param.device
-        return (
-            getattr(param, name)
-            if name in ("shape", "dtype", "ndim", "requires_grad", "layout")
-            else func(
-                *[a.as_subclass(torch.Tensor) if isinstance(a, _ReleasedData) else a for a in args],
-                **(kwargs or {}),
-            )
-        )
-
-
-_METADATA = {
-    "shape",
-    "dtype",
-    "device",
-    "ndim",
-    "layout",
-    "requires_grad",
-    "size",
-    "dim",
-    "numel",
-    "nelement",
-    "element_size",
-    "is_floating_point",
-    "is_complex",
-    "stride",
-    "is_contiguous",
-    "__len__",
-}
-
-
-def _released_message(param: Any, action: str) -> str:
-    return (
-        f"fp8pass: cannot {action} '{param._fp8pass_name}': fp8pass converted it to FP8 and released "
-        f"the original storage (reading it would read freed memory). {_FIX_CHANGE} Offloading: {_OFFLOAD}"
-    )
-
-
-@functools.cache
-def _watched_class(cls: type) -> type:
-    return type(cls.__name__, (_Watched, cls), {"__module__": __name__, "_fp8pass_base": cls})
+# -- the watched-parameter class (fp8pass.released) ---------------------------------------------
 
 
 def watch(model: torch.nn.Module) -> None:
-    """Give every parameter of ``model`` the watched class (see :class:`_Watched`). A class that
-    refuses the swap (a C-level layout) is left as it is, and so are DTensor parameters (tensor
-    parallelism): torch 2.13's compiled code checks a DTensor input's exact class and refuses a
-    subclass on every call. Those are still guarded by their modules' hooks."""
+    """Give every parameter of ``model`` a watched class (:mod:`fp8pass.released`): the weights of
+    layers of a kind fp8pass converts :class:`~fp8pass.released.WatchedWeight`, the others
+    :class:`~fp8pass.released.Watched`. A class that refuses the swap (a C-level layout) is left
+    as it is, and so are DTensor parameters (tensor parallelism): torch 2.13's compiled code checks
+    a DTensor input's exact class and refuses a subclass on every call. Those are still guarded
+    by their modules' hooks."""
+    weights = {
+        id(m.weight)
+        for m in model.modules()
+        if kind_of_module(m) in KINDS and isinstance(m.weight, torch.Tensor)
+    }
     for name, param in model.named_parameters(remove_duplicate=True):
         if distributed.is_dtensor(param):
             continue
-        if isinstance(param, torch.nn.Parameter) and not isinstance(param, _Watched):
+        if isinstance(param, torch.nn.Parameter) and not isinstance(param, Watched):
             try:
-                param.__class__ = _watched_class(type(param))
+                param.__class__ = watched_class(type(param), id(param) in weights)
             except TypeError:
                 continue
             param._fp8pass_name = name
@@ -184,13 +80,9 @@ def watch(model: torch.nn.Module) -> None:
 
 def unwatch(model: torch.nn.Module) -> None:
     for param in model.parameters():
-        if isinstance(param, _Watched):
+        if isinstance(param, Watched):
             param.__class__ = type(param)._fp8pass_base
             del param._fp8pass_name
-
-
-def _name(param: torch.Tensor) -> str:
-    return getattr(param, "_fp8pass_name", "a weight")
 
 
 # -- module guards -------------------------------------------------------------------------------
@@ -198,7 +90,7 @@ def _name(param: torch.Tensor) -> str:
 
 def guard_eager_use(root: torch.nn.Module, param: torch.Tensor) -> None:
     """Close every eager way into ``param`` (released) through the modules of ``root``."""
-    for name in _owners(root).get(id(param), []):
+    for name in _owners(root, param).get(id(param), []):
         module = root.get_submodule(name)
         label = name or type(module).__name__
         parts = name.split(".") if name else []
@@ -211,12 +103,23 @@ def guard_eager_use(root: torch.nn.Module, param: torch.Tensor) -> None:
                 shadow_apply(
                     ancestor, functools.partial(_guarded_apply, ancestor, ancestor_name or "the model")
                 )
-        if module not in _GUARDED:
-            _GUARDED[module] = [
-                module.register_forward_pre_hook(functools.partial(_refuse_eager_call, label)),
-                module.register_state_dict_post_hook(_released_entries),
-                module.register_load_state_dict_pre_hook(functools.partial(_refuse_load_state_dict, label)),
-            ]
+                # load_state_dict: checked whole by the module it is called on, before any copy
+                _GUARDED.setdefault(ancestor, []).append(
+                    ancestor.register_load_state_dict_pre_hook(_check_whole_state_dict)
+                )
+        if module not in _OWNERS:
+            _OWNERS.add(module)
+            _GUARDED.setdefault(module, []).extend(
+                [
+                    module.register_forward_pre_hook(functools.partial(_refuse_eager_call, label)),
+                    module.register_state_dict_post_hook(_released_entries),
+                ]
+            )
+    if hasattr(root, "save_pretrained") and root not in _GUARDED_SAVE:
+        _GUARDED_SAVE.add(root)
+        root.__dict__["save_pretrained"] = functools.partial(
+            _refuse_save_pretrained, root
+        )  # this instance only
 
 
 def unguard(model: torch.nn.Module) -> None:
@@ -224,18 +127,22 @@ def unguard(model: torch.nn.Module) -> None:
     for module in model.modules():
         for handle in _GUARDED.pop(module, []):
             handle.remove()
+        _OWNERS.discard(module)
         if module in _GUARDED_APPLY:
             _GUARDED_APPLY.discard(module)
             unshadow_apply(module)
+        if module in _GUARDED_SAVE:
+            _GUARDED_SAVE.discard(module)
+            module.__dict__.pop("save_pretrained", None)
     _OWNER_INDEX.pop(model, None)
 
 
-def _owners(root: torch.nn.Module) -> dict[int, list[str]]:
+def _owners(root: torch.nn.Module, param: torch.Tensor | None = None) -> dict[int, list[str]]:
     """id(parameter) -> the paths of the modules of ``root`` that hold it, per root. Paths, not
     modules: the index is the value of a weak dictionary keyed by ``root``, and a value that
     referred to ``root`` would keep it, its weights and their FP8 copies alive for ever."""
     index = _OWNER_INDEX.get(root)
-    if index is None:
+    if index is None or (param is not None and id(param) not in index):  # a module replaced since
         index = {}
         for name, module in root.named_modules(remove_duplicate=False):
             for _, p in module.named_parameters(recurse=False, remove_duplicate=False):
@@ -254,7 +161,7 @@ def _guarded_apply(module: torch.nn.Module, target: str, fn: Any, recurse: bool 
             if fn(stand_in) is not stand_in:
                 raise RuntimeError(
                     f"fp8pass: cannot move or cast {target} (.to(), .cuda(), .float(), offloading, ...): "
-                    f"the original weight of '{_name(param)}' was released when fp8pass "
+                    f"the original weight of '{name_of(param)}' was released when fp8pass "
                     "converted it to FP8; nothing was changed. Move and cast the model before compiling "
                     f"it, or compile with FP8Config(release_weights=False). {_OFFLOAD}"
                 )
@@ -282,10 +189,53 @@ def _released_entries(module: torch.nn.Module, state: dict, prefix: str, local_m
             state[prefix + name] = param
 
 
-def _refuse_load_state_dict(name: str, module: torch.nn.Module, *args: Any) -> None:
+def _check_whole_state_dict(
+    module: torch.nn.Module,
+    state_dict: dict,
+    prefix: str,
+    local_metadata: dict,
+    strict: bool,
+    missing_keys: list,
+    unexpected_keys: list,
+    error_msgs: list,
+) -> None:
+    """``load_state_dict`` into a module that holds released weights, all or nothing: on the module
+    it was called on (``prefix`` empty), every key the state dict has for the module is checked
+    (shape; a released weight takes floating point values only), and, when ``strict``, that no
+    key is missing or unexpected, before anything is copied. A value for a released weight is then
+    requantized into its FP8 copy (:mod:`fp8pass.released`)."""
+    if prefix:  # a submodule's turn in a load the module above checked already
+        return
+    expected = module.state_dict(keep_vars=True)
+    problems = []
+    for key, value in state_dict.items():
+        target = expected.get(key)
+        if target is None:
+            if strict:
+                problems.append(f"unexpected key {key!r}")
+            continue
+        if not isinstance(value, torch.Tensor) or tuple(value.shape) != tuple(target.shape):
+            shape = list(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            problems.append(f"{key!r} has shape {shape}, the model's is {list(target.shape)}")
+        elif is_released(target) and not value.is_floating_point():
+            problems.append(f"{key!r} is {value.dtype}; its FP8 weight takes floating point values")
+    if strict:
+        problems += [f"missing key {k!r}" for k in expected if k not in state_dict]
+    if problems:
+        raise RuntimeError(
+            f"fp8pass: load_state_dict into {type(module).__name__} refused before anything was "
+            f"changed ({len(problems)} problems): " + "; ".join(problems[:5])
+        )
+
+
+def _refuse_save_pretrained(model: torch.nn.Module, *args: Any, **kwargs: Any) -> None:
     raise RuntimeError(
-        f"fp8pass: cannot load a state_dict into '{name}': its weight was converted to FP8 and the "
-        f"original storage released, so new values would be ignored by the compiled model. {_FIX_CHANGE}"
+        f"fp8pass: cannot save_pretrained this {type(model).__name__}: fp8pass converted its weights to "
+        "FP8 and released the originals, so the folder would not hold them; nothing was written. Save "
+        "it in FP8 with fp8pass.save_fp8(model, 'model-fp8.safetensors') and load it back with "
+        "fp8pass.load_model(type(model), 'model-fp8.safetensors', model_config=<its config.json or "
+        "folder>); or compile with FP8Config(release_weights='cpu') and call fp8pass.restore(model) "
+        "first to save the original weights."
     )
 
 

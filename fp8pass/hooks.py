@@ -122,7 +122,7 @@ def apply_fp8_hooks(
     config = config or FP8Config()
     hooks = FP8Hooks(model, config)
     structure = structure_of(model, *split_inputs(example_inputs)) if example_inputs is not None else None
-    layers = plan_modules(model, config, structure=structure, kept=store.kept_reason)
+    layers = plan_modules(model, config, structure=structure, pinned=store.pinned)
     for layer in layers:
         if not layer.converted:
             continue

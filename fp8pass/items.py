@@ -48,7 +48,8 @@ class Item:
     read: Callable[[], torch.Tensor | tuple[torch.Tensor, torch.Tensor]]  # a tensor, or FP8 (q, scale)
     axis: int = 0
     aliases: list[str] = field(default_factory=list)
-    kept: str = ""
+    kept: str = ""  # why a layer's weight stays in its dtype
+    layer: bool = False  # the weight of a layer of a kind fp8pass converts
 
 
 def plan_items(
@@ -123,6 +124,7 @@ def plan_items(
         )
         item.aliases = [n for n in names if n != name]
         item.kept = plan.get(name) or ""
+        item.layer = name in plan
         _check_item(where, item, t, mapping[name], ckpt, config)
         items.append(item)
     if missing:

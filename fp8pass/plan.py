@@ -43,8 +43,8 @@ _FLOAT_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
 NONFINITE = "weight contains NaN or Inf"
 
 
-def _nothing_kept(weight: torch.Tensor) -> str:
-    return ""
+def _no_pin(weight: torch.Tensor) -> str | None:
+    return None
 
 
 @dataclass(frozen=True)
@@ -90,14 +90,15 @@ def weight_reason(
     config: FP8Config,
     check_values: bool = True,
     boundary: str = "",
-    kept: Callable[[torch.Tensor], str] = _nothing_kept,
+    pinned: Callable[[torch.Tensor], str | None] = _no_pin,
 ) -> str:
     """Why the layer ``name`` with weight ``w`` stays unconverted, or ``""``. ``boundary`` says why
-    the layer is on the model's boundary (:mod:`fp8pass.structure`), if it is; ``kept(w)`` why a
-    checkpoint the weight was loaded from kept it (:func:`fp8pass.store.kept_reason`). The rule
-    shared by both planners, so that every path converts exactly the same layers."""
-    if why := kept(w):
-        return why
+    the layer is on the model's boundary (:mod:`fp8pass.structure`), if it is. ``pinned(w)`` is
+    the decision of the checkpoint the weight was loaded from (:func:`fp8pass.store.pinned`):
+    ``""`` converts, a reason keeps, None leaves it to the rules. The rule shared by both
+    planners, so that every path converts exactly the same layers."""
+    if (pin := pinned(w)) is not None:
+        return pin
     if skip := config.skip_reason(name):
         return skip
     if kept := config.boundary_reason(name, boundary):
@@ -140,7 +141,7 @@ def plan(
     is_released: Callable[[torch.Tensor], bool] = lambda t: False,
     autocast: dict[fx.Node, dict[str, torch.dtype | None]] | None = None,
     structure: Structure | None = None,
-    kept: Callable[[torch.Tensor], str] = _nothing_kept,
+    pinned: Callable[[torch.Tensor], str | None] = _no_pin,
 ) -> list[Layer]:
     """Find every linear / conv call in ``graph`` and decide whether it converts, and with which
     compute path.
@@ -149,7 +150,7 @@ def plan(
     names the module that made a call (see :func:`layer_names`); ``is_released(tensor)`` says
     whether a weight's original storage is gone (its values are then not checked again);
     ``autocast[node]`` maps device type -> autocast dtype in force at ``node``; ``structure`` says
-    which layers are on the model's boundary; ``kept(weight)`` why a checkpoint kept a weight.
+    which layers are on the model's boundary; ``pinned(weight)`` a checkpoint's decision for it.
     """
     autocast = autocast or {}
     layers = []
@@ -162,7 +163,7 @@ def plan(
         weight = params.get(weight_node) if isinstance(weight_node, fx.Node) else None
         layer = Layer(name_of(node, weight), layer_kind.name, weight, node=node)
         boundary = _boundary(structure, layer_kind.name, weight.tensor) if weight is not None else ""
-        layer.reason = _call_reason(layer, kind, config, is_released, boundary, kept)
+        layer.reason = _call_reason(layer, kind, config, is_released, boundary, pinned)
         layer.compute_dtype = _autocast_dtype(layer, autocast.get(node, {}))
         layers.append(layer)
     _unconvert_shared_uses(layers)
@@ -185,14 +186,14 @@ def _call_reason(
     config: FP8Config,
     is_released: Callable[..., bool],
     boundary: str,
-    kept: Callable[[torch.Tensor], str],
+    pinned: Callable[[torch.Tensor], str | None],
 ) -> str:
     if kind in UNSUPPORTED:
         return UNSUPPORTED[kind][2]
     if layer.weight is None:
         return "weight is computed in the graph, not a module parameter"
     w = layer.weight.tensor
-    if reason := weight_reason(layer.name, w, config, not is_released(w), boundary, kept):
+    if reason := weight_reason(layer.name, w, config, not is_released(w), boundary, pinned):
         return reason
     layer.call_args, why = KINDS[kind].call_args(layer.node, w)
     return why
@@ -299,7 +300,7 @@ def plan_modules(
     config: FP8Config,
     check_values: bool = True,
     structure: Structure | None = None,
-    kept: Callable[[torch.Tensor], str] = _nothing_kept,
+    pinned: Callable[[torch.Tensor], str | None] = _no_pin,
 ) -> list[Layer]:
     """Decide per linear / conv module of ``model`` with the graph plan's rules.
 
@@ -321,9 +322,9 @@ def plan_modules(
             layer.reason = UNSUPPORTED[kind][2]
         else:
             boundary = _boundary(structure, kind, module.weight)
-            layer.reason = weight_reason(name, module.weight, config, check_values, boundary, kept) or KINDS[
-                kind
-            ].module_reason(module)
+            layer.reason = weight_reason(
+                name, module.weight, config, check_values, boundary, pinned
+            ) or KINDS[kind].module_reason(module)
         layers.append(layer)
     blockers: dict[int, Layer] = {}
     for layer in layers:

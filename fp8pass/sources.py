@@ -153,7 +153,11 @@ def _index_files(index: Path) -> list[Path]:
         weight_map = json.loads(index.read_bytes().decode("utf-8")).get("weight_map")
     except (UnicodeDecodeError, ValueError, AttributeError) as e:
         raise CheckpointError(index, f"is not a checkpoint index (JSON with a weight_map): {e}") from e
-    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+    if (
+        not isinstance(weight_map, dict)
+        or not weight_map
+        or not all(isinstance(v, str) for v in weight_map.values())
+    ):
         raise CheckpointError(index, "has no weight_map of tensor names to file names")
     files = []
     for name in sorted(set(weight_map.values())):

@@ -17,22 +17,27 @@ code from reading the freed memory.
 
 from __future__ import annotations
 
+import logging
 import threading
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch.utils.weak import WeakIdKeyDictionary
 
-from . import guards
+from . import guards, released
 from ._compat.storage import release_storage, restore_storage
 from .config import FP8Config
-from .quantize import dequantize_weight, quantize_weight
+from .metrics import sqnr
+from .quantize import dequantize_weight, flush_note, quantize_weight
+
+log = logging.getLogger("fp8pass")
 
 __all__ = [
     "FP8Weight",
     "adopt",
+    "dequantized",
     "entries",
     "feeding_fp8_inputs",
     "first_sight",
@@ -41,13 +46,14 @@ __all__ = [
     "fused_elsewhere",
     "get_or_quantize",
     "is_released",
-    "keep",
-    "kept_reason",
     "lookup",
     "model_of",
+    "pin",
+    "pinned",
     "release",
     "restore",
     "restore_unconverted",
+    "write_released",
 ]
 
 
@@ -62,12 +68,13 @@ class FP8Weight:
     original: torch.Tensor | None = None  # a CPU copy of it, with FP8Config(release_weights="cpu")
     fused_in: tuple[int, ...] | None = None  # q and scale are views of this group's fused buffer
     axis: int = 0  # the output-channel axis of per-channel scales (the layer kind's scale_axis)
+    notes: list[str] = field(default_factory=list)  # what happened to it, for its report row
 
 
 _entries: WeakIdKeyDictionary = WeakIdKeyDictionary()  # param -> {storage key: FP8Weight}
 _fused: WeakIdKeyDictionary = WeakIdKeyDictionary()  # first param of a group -> {group: (q, scale)}
 _roots: WeakIdKeyDictionary = WeakIdKeyDictionary()  # param -> weakref to its model
-_kept: WeakIdKeyDictionary = WeakIdKeyDictionary()  # param -> why its checkpoint kept its layer
+_pins: WeakIdKeyDictionary = WeakIdKeyDictionary()  # param -> its checkpoint's decision ("": converted)
 _indexed: weakref.WeakSet[torch.nn.Module] = weakref.WeakSet()
 _lock = threading.Lock()
 _version = 0  # bumped when entries are re-pointed, so per-call caches look them up again
@@ -104,7 +111,10 @@ def get_or_quantize(
         # Outside inference mode, so that the copies stay usable by graphs compiled later.
         with torch.inference_mode(False), torch.no_grad():
             q, scale = quantize_weight(param, config.dtype, config.granularity, axis)
-        entry = FP8Weight(q, scale, axis=axis)
+            note = flush_note(param, q)
+        entry = FP8Weight(q, scale, axis=axis, notes=[note] if note else [])
+        if note:
+            log.warning("fp8pass: '%s': %s", name, note)
         _entries.setdefault(param, {})[config.storage_key] = entry
         return entry, True
 
@@ -159,12 +169,42 @@ def restore_unconverted(param: torch.Tensor) -> None:
 # -- models, release ---------------------------------------------------------------------------------
 
 
+def dequantized(param: torch.Tensor) -> torch.Tensor:
+    """A released ``param``'s weight, dequantized from its FP8 copy into its dtype (a new tensor):
+    what reads of a released parameter compute on (:mod:`fp8pass.released`)."""
+    entry = next(e for e in _entries.get(param, {}).values() if e.released)
+    return dequantize_weight(entry.q, entry.scale, param.dtype, entry.axis)
+
+
+def write_released(param: torch.Tensor, value: torch.Tensor) -> None:
+    """Write ``value`` into the released ``param``: requantized into each of its FP8 copies in
+    place (views of a fused buffer included), so that compiled graphs use it on their next call;
+    a kept CPU original (``release_weights="cpu"``) follows. Each copy's report notes the SQNR of
+    the requantized weight against ``value``."""
+    global _version
+    with _lock, torch.inference_mode(False), torch.no_grad():
+        for (dtype, granularity), entry in _entries.get(param, {}).items():
+            q, scale = quantize_weight(value.to(entry.q.device), dtype, granularity, entry.axis)
+            db = sqnr(value, dequantize_weight(q, scale, torch.float32, entry.axis))
+            entry.q.copy_(q)
+            entry.scale.copy_(scale)
+            if entry.original is not None:
+                entry.original = value.to("cpu", copy=True)
+            note = f"weight written after conversion (load_state_dict, LoRA fusing): requantized, weight SQNR {db:.1f} dB"
+            entry.notes = [n for n in entry.notes if not n.startswith("weight written after")] + [note]
+            log.info("fp8pass: '%s': %s", released.name_of(param), note)
+        _version += 1
+
+
+released.write_back = write_released
+released.dequantized = dequantized
+
+
 def first_sight(model: torch.nn.Module) -> None:
-    """Before fp8pass releases anything of ``model`` (the model that owns a compiled graph) for the
-    first time: refuse it if it carries offloading hooks, and index it (its parameters get the
-    watched class; each is mapped to the model)."""
-    if model in _indexed:
-        return
+    """Before fp8pass releases anything of ``model`` (the model that owns a compiled graph): refuse
+    it if it carries offloading hooks (checked at every compile: hooks added after conversion
+    would move weights through their FP8 copies on every call), and index it once (its
+    parameters get the watched class; each is mapped to the model)."""
     guards.refuse_offloading(model)
     _index_model(model)
 
@@ -177,9 +217,12 @@ def model_of(param: torch.Tensor) -> torch.nn.Module | None:
 
 def release(param: torch.Tensor, entry: FP8Weight, model: torch.nn.Module, keep_copy: bool) -> str:
     """Free ``param``'s storage (keeping a CPU copy if ``keep_copy``) and guard the modules of
-    ``model`` (indexed by :func:`first_sight`) that could read it. Returns a note when it stays,
-    else ``""``."""
+    ``model`` (indexed by :func:`first_sight`) that could read it. A parameter the model gained
+    since it was indexed (a module replaced by a LoRA loader, fused projections) is watched now.
+    Returns a note when it stays, else ``""``."""
     _index_model(model)
+    if param not in _roots:
+        _index_model(model, again=True)
     original = param.detach().to("cpu", copy=True) if keep_copy else None
     if not release_storage(param):
         return "original weight kept: it shares storage with other tensors"
@@ -199,20 +242,22 @@ def adopt(
     guards.guard_eager_use(model, param)
 
 
-def keep(param: torch.Tensor, reason: str) -> None:
-    """Record that the checkpoint ``param`` was loaded from kept its layer in its dtype, and why:
-    every plan of the model keeps it too (:func:`kept_reason`)."""
-    _kept[param] = reason
+def pin(param: torch.Tensor, reason: str) -> None:
+    """Record what the checkpoint ``param`` was loaded from decided for its layer: ``""`` converted,
+    else why it was kept in its dtype. Every later plan of the model follows it (:func:`pinned`):
+    the checkpoint's plan is the plan (an fp8pass file's is its data, and no rule is run again)."""
+    _pins[param] = reason
 
 
-def kept_reason(param: torch.Tensor) -> str:
-    """Why a checkpoint kept ``param``'s layer in its dtype (see :func:`keep`), or ``""``."""
-    return _kept.get(param, "")
+def pinned(param: torch.Tensor) -> str | None:
+    """The decision :func:`pin` recorded for ``param``'s layer (``""``: converts), or None."""
+    return _pins.get(param)
 
 
-def _index_model(model: torch.nn.Module) -> None:
-    """Remember every parameter's model (for instances met later) and watch its parameters; once."""
-    if model in _indexed:
+def _index_model(model: torch.nn.Module, again: bool = False) -> None:
+    """Remember every parameter's model (for instances met later) and watch its parameters; once,
+    or ``again`` for parameters it gained since."""
+    if model in _indexed and not again:
         return
     guards.watch(model)
     _indexed.add(model)

@@ -1,4 +1,5 @@
 import copy
+import json
 
 import pytest
 import torch
@@ -141,3 +142,61 @@ def test_loading_onto_a_gpu_peaks_within_fp8_bytes_plus_one_layer(tmp_path):
         torch.cuda.max_memory_allocated() - start <= fp8 + kept + largest + 64 * 1024
     )  # + allocator rounding
     assert skeleton.fc1.weight.device.type == "cuda"
+
+
+def test_a_non_finite_weight_stays_in_its_dtype_on_every_path(tmp_path):
+    """One plan for NaN / Inf weights: the compile path kept such a layer, load_model converted it
+    (its values were never looked at). Now the compiled model, the hooks, load_model and convert
+    all keep it, saying why."""
+    import diffusers
+
+    from fp8pass.hooks import apply_fp8_hooks
+    from fp8pass.plan import NONFINITE
+
+    layer = "transformer_blocks.0.attn.to_q"
+    model, inputs = zoo.build("flux-dev-tiny")
+    with torch.no_grad():
+        model.get_submodule(layer).weight[3, 5] = float("nan")
+        model.get_submodule("single_transformer_blocks.0.proj_mlp").weight[0, 0] = float("inf")
+    bad = {layer, "single_transformer_blocks.0.proj_mlp"}
+    model.save_pretrained(tmp_path / "folder")
+
+    def kept(rows):
+        return {r.name: r.reason for r in rows if not r.converted and NONFINITE in r.reason}
+
+    _, be = compile_fp8(copy.deepcopy(model))
+    run(torch.compile(copy.deepcopy(model), backend=be), **inputs)
+    assert set(kept(be.report())) == bad
+    assert set(kept(apply_fp8_hooks(copy.deepcopy(model), FP8Config(), inputs).report())) == bad
+    loaded, config = fp8pass.load_model(diffusers.FluxTransformer2DModel, tmp_path / "folder")
+    assert not fp8pass.store.entries(loaded.get_submodule(layer).weight)  # never quantized
+    cm, be = compile_fp8(loaded, config)
+    run(cm, **inputs)
+    assert set(kept(be.report())) == bad and be.num_quantized == 0
+    fp8pass.convert(tmp_path / "folder", tmp_path / "fp8.safetensors")
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "fp8.safetensors"), "pt") as f:
+        assert f"{layer}.weight" in f.keys() and f"{layer}.weight.fp8" not in f.keys()
+        assert NONFINITE in json.loads(f.metadata()["kept"])[f"{layer}.weight"]
+    skeleton = zoo.build_model("flux-dev-tiny", "meta")
+    cm, be = compile_fp8(skeleton, fp8pass.load_fp8(skeleton, tmp_path / "fp8.safetensors"))
+    run(cm, **inputs)
+    assert set(kept(be.report())) == bad
+
+
+def test_convert_refuses_a_destination_that_is_one_of_its_inputs(tmp_path):
+    """convert OUT IN with OUT one of IN's files destroyed the source before reading it."""
+    model, _ = zoo.build("flux-dev-tiny")
+    model.save_pretrained(tmp_path / "folder", max_shard_size="100KB")
+    files = sorted((tmp_path / "folder").iterdir())
+    before = {f: f.read_bytes() for f in files}
+    shard = next(f for f in files if f.name.endswith(".safetensors"))
+    for destination in (shard, tmp_path / "folder" / "config.json"):
+        with pytest.raises(fp8pass.CheckpointError, match="is a file this convert reads .* nothing was read or changed"):
+            fp8pass.convert(tmp_path / "folder", destination)
+    single = tmp_path / "single.safetensors"
+    single.write_bytes(shard.read_bytes())
+    with pytest.raises(fp8pass.CheckpointError, match="is a file this convert reads"):
+        fp8pass.convert(single, single, model_config=tmp_path / "folder")
+    assert {f: f.read_bytes() for f in files} == before

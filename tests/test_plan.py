@@ -57,7 +57,8 @@ def test_toy_plan(toy, toy_input):
         [1, 1, 1],
         1,
     )
-    assert all(layer.compute == "cast" for layer in layers.values() if layer.converted)  # auto on CPU
+    converted = [layer for layer in layers.values() if layer.converted]
+    assert converted and all(layer.compute == "cast" for layer in converted)  # auto on CPU
 
 
 class Odd(nn.Module):
@@ -162,7 +163,7 @@ def test_other_float_models_convert(dtype):
     model = ScaledShapes().to(dtype).requires_grad_(False)
     inputs = (torch.randn(4, 64, dtype=dtype), torch.randn(1, 64, 4, 4, dtype=dtype))
     _, _, layers = plan_for(model, *inputs, config=FP8Config(min_weight_numel=0, keep_boundary=False))
-    assert all(la.converted for la in layers)
+    assert layers and all(la.converted for la in layers)
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])

@@ -95,3 +95,32 @@ def test_the_weight_itself_is_never_changed(dtype, blocks, monkeypatch):
     assert len(quantize._row_blocks(w)) == blocks
     quantize_weight(w, torch.float8_e4m3fn, "channel")
     assert torch.equal(w, before)
+
+
+def test_an_outlier_that_flushes_a_layer_to_zero_is_reported(caplog):
+    """One 1e4 outlier among weights of ~0.02 makes a per-tensor scale so coarse that most of the
+    layer's values round to zero: that used to pass silently. (Per channel, it is the outlier's
+    channel alone: 1 of 64 here.)"""
+    import logging
+
+    import fp8pass
+    from fp8pass.quantize import flush_note
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.Linear(64, 64)).to(torch.bfloat16)
+    with torch.no_grad():
+        model[0].weight.normal_(0, 0.02)
+        model[0].weight[5, 7] = 1e4
+    config = fp8pass.FP8Config(granularity="tensor", keep_boundary=False, min_weight_numel=0)
+    be = fp8pass.FP8Backend(config, inner="aot_eager")
+    with caplog.at_level(logging.WARNING, logger="fp8pass"), torch.no_grad():
+        torch.compile(model, backend=be)(torch.randn(2, 64, dtype=torch.bfloat16))
+    notes = {r.name: r.note for r in be.report()}
+    assert float(notes["0"].split("%")[0]) > 60  # measured 72.9%
+    assert "quantize to zero" in notes["0"] and "quantize to zero" not in notes["1"]
+    assert any("'0'" in r.message and "quantize to zero" in r.message for r in caplog.records)
+    per_channel, _ = quantize_weight(model[0].weight, torch.float8_e4m3fn, "channel")
+    note = flush_note(model[0].weight, per_channel)
+    assert note == "" or float(note.split("%")[0]) < 2  # one channel's worth, at most
+    w = torch.randn(256, 256) * 0.02
+    assert flush_note(w, quantize_weight(w, torch.float8_e4m3fn, "tensor")[0]) == ""  # ordinary weights

@@ -253,13 +253,17 @@ def test_same_model_compiled_twice(toy, toy_input):
 
 
 def test_calls_from_several_threads(toy):
+    """Threads whose first calls race: one compiles (and converts, and releases) while the others
+    call; each output is right and every weight is quantized once."""
     xs = [torch.randn(2, 4, 16, 16, dtype=BF16) for _ in range(4)]
     refs = [run(copy.deepcopy(toy), x) for x in xs]
     cm, be = compile_fp8(toy)
-    run(cm, xs[0])  # compile once, then call concurrently
     outs = [None] * len(xs)
+    start = threading.Barrier(len(xs))
 
     def work(i):
+        start.wait()  # every thread's first call at once: the compile happens under their race
+        outs[i] = run(cm, xs[i])
         outs[i] = run(cm, xs[i])
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(len(xs))]

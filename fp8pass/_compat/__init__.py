@@ -9,6 +9,7 @@ torch upgrade breaks fp8pass, these are the files to read first:
 - :mod:`.inductor`: Inductor / AOT autograd with fp8pass's decompositions, and the cache key;
 - :mod:`.matmul`: ``torch._scaled_mm`` and the symbolic-shape questions the ops ask;
 - :mod:`.storage`: freeing and restoring a parameter's storage, ``.data``, DTensor shards;
+- :mod:`.subclass`: torch functions with tensor-subclass handling off (the watched parameters);
 - :mod:`.modules`: ``Module._apply`` and the offloading hooks of diffusers / accelerate;
 - :mod:`.heap`: glibc's ``malloc_trim``.
 
