@@ -144,18 +144,28 @@ class FP8Backend:
     def report(self, model: torch.nn.Module | None = None) -> list[LayerReport]:
         """Every layer of a kind fp8pass converts that this backend has seen, in graph order, or
         those of ``model`` only (one backend, ``fp8_backend`` behind ``backend="fp8pass"``
-        included, may compile several models); a converted layer's row also says what happened to
-        its FP8 copy since (requantized by a write, an outlier flushing weights to zero)."""
+        included, may compile several models). A converted layer's row says where its weight is
+        in its model now (a LoRA loader moves it to ``<layer>.base_layer``, unloading moves it
+        back) and which LoRA adapters wrap it, and what happened to its FP8 copy since it was
+        compiled (requantized by a write, an outlier flushing weights to zero)."""
         rows = []
+        paths: dict[int, dict[int, str]] = {}  # per model: id(weight) -> its module path now
         for key, row in self._rows.items():
-            if model is not None and (key not in self._models or self._models[key]() is not model):
+            owner = self._models[key]() if key in self._models else None
+            if model is not None and owner is not model:
                 continue
             weight = self._weights[key]() if key in self._weights else None
-            notes = [n for e in store.entries(weight) for n in e.notes] if weight is not None else []
-            extra = [n for n in notes if n not in row.note]
-            rows.append(
-                dataclasses.replace(row, note="; ".join(filter(None, [row.note, *extra]))) if extra else row
-            )
+            if weight is None:
+                rows.append(row)
+                continue
+            if owner is not None and id(owner) not in paths:
+                paths[id(owner)] = _layer_paths(owner)
+            name = paths.get(id(owner), {}).get(id(weight), row.name)
+            notes = [row.note] if row.note else []
+            notes += [n for e in store.entries(weight) for n in e.notes if n not in row.note]
+            if adapters := _adapters(owner, name):
+                notes.append(f"carries LoRA adapter(s) {', '.join(adapters)} (run in the activation dtype)")
+            rows.append(dataclasses.replace(row, name=name, weight=f"{name}.weight", note="; ".join(notes)))
         return rows
 
     def report_table(self, tablefmt: str = "github", model: torch.nn.Module | None = None) -> str:
@@ -277,6 +287,17 @@ class FP8Backend:
             entry = store.lookup(layer.weight.tensor, self.config)
             return (entry.q, entry.scale, entry.released) if entry else None
 
+        for layer in layers:
+            if layer.converted and (adapters := _adapters(model, layer.name)):
+                layer.notes.append(
+                    f"carries LoRA adapter(s) {', '.join(adapters)} (run in the activation dtype)"
+                )
+        # a weight met again under another name (peft wrapped or unwrapped its layer): one row, the new name
+        names = {(id(la.weight.tensor), la.name) for la in layers if la.weight is not None}
+        ids = {i for i, _ in names}
+        for key in [k for k in self._rows if k[1] in ids and (k[1], k[0]) not in names]:
+            for table in (self._rows, self._weights, self._models):
+                table.pop(key, None)
         for layer, row in zip(layers, layer_rows(layers, copy_of), strict=True):
             # one row per layer and weight: recompiles update it, another model's same-named layer adds one
             w = layer.weight.tensor if layer.weight is not None else None
@@ -288,6 +309,28 @@ class FP8Backend:
                 self._weights[key] = weakref.ref(w)
             else:
                 log.debug("fp8pass: %s stays unconverted: %s", layer.name, layer.reason)
+
+
+def _layer_paths(model: torch.nn.Module) -> dict[int, str]:
+    """id(weight) -> the path of the first module of ``model`` that holds it as ``weight``."""
+    found: dict[int, str] = {}
+    for path, module in model.named_modules(remove_duplicate=False):
+        weight = module.__dict__.get("_parameters", {}).get("weight")
+        if weight is not None:
+            found.setdefault(id(weight), path)
+    return found
+
+
+def _adapters(model: torch.nn.Module | None, name: str) -> list[str]:
+    """The LoRA adapters (peft's) wrapped around the layer ``name``: its parent holds them when
+    peft moved the layer to ``<parent>.base_layer``."""
+    if model is None or not name.endswith(".base_layer"):
+        return []
+    try:
+        parent = model.get_submodule(name.removesuffix(".base_layer"))
+    except AttributeError:
+        return []
+    return sorted(getattr(parent, "lora_A", None) or {})
 
 
 def _check_inductor_settings(inner: str, mode: Any, options: Any, where: str) -> None:

@@ -103,10 +103,9 @@ def guard_eager_use(root: torch.nn.Module, param: torch.Tensor) -> None:
                 shadow_apply(
                     ancestor, functools.partial(_guarded_apply, ancestor, ancestor_name or "the model")
                 )
-                # load_state_dict: checked whole by the module it is called on, before any copy
-                _GUARDED.setdefault(ancestor, []).append(
-                    ancestor.register_load_state_dict_pre_hook(_check_whole_state_dict)
-                )
+                # load_state_dict: checked whole by the module it is called on, before any copy (a
+                # pre-hook cannot: torch calls them with strict=True whatever the caller asked)
+                ancestor.__dict__["load_state_dict"] = functools.partial(_checked_load_state_dict, ancestor)
         if module not in _OWNERS:
             _OWNERS.add(module)
             _GUARDED.setdefault(module, []).extend(
@@ -131,6 +130,7 @@ def unguard(model: torch.nn.Module) -> None:
         if module in _GUARDED_APPLY:
             _GUARDED_APPLY.discard(module)
             unshadow_apply(module)
+            module.__dict__.pop("load_state_dict", None)
         if module in _GUARDED_SAVE:
             _GUARDED_SAVE.discard(module)
             module.__dict__.pop("save_pretrained", None)
@@ -189,23 +189,14 @@ def _released_entries(module: torch.nn.Module, state: dict, prefix: str, local_m
             state[prefix + name] = param
 
 
-def _check_whole_state_dict(
-    module: torch.nn.Module,
-    state_dict: dict,
-    prefix: str,
-    local_metadata: dict,
-    strict: bool,
-    missing_keys: list,
-    unexpected_keys: list,
-    error_msgs: list,
-) -> None:
-    """``load_state_dict`` into a module that holds released weights, all or nothing: on the module
-    it was called on (``prefix`` empty), every key the state dict has for the module is checked
-    (shape; a released weight takes floating point values only), and, when ``strict``, that no
-    key is missing or unexpected, before anything is copied. A value for a released weight is then
+def _checked_load_state_dict(
+    module: torch.nn.Module, state_dict: Any, strict: bool = True, assign: bool = False
+) -> Any:
+    """``module.load_state_dict`` for a module that holds released weights, all or nothing: every
+    key the state dict has for the module is checked (its shape; a released weight takes floating
+    point values only) and, when ``strict``, that no key is missing or unexpected, before anything
+    is copied (torch's own copies what fits, then raises). A value for a released weight is then
     requantized into its FP8 copy (:mod:`fp8pass.released`)."""
-    if prefix:  # a submodule's turn in a load the module above checked already
-        return
     expected = module.state_dict(keep_vars=True)
     problems = []
     for key, value in state_dict.items():
@@ -226,6 +217,7 @@ def _check_whole_state_dict(
             f"fp8pass: load_state_dict into {type(module).__name__} refused before anything was "
             f"changed ({len(problems)} problems): " + "; ".join(problems[:5])
         )
+    return type(module).load_state_dict(module, state_dict, strict=strict, assign=assign)
 
 
 def _refuse_save_pretrained(model: torch.nn.Module, *args: Any, **kwargs: Any) -> None:

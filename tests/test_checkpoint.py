@@ -193,7 +193,9 @@ def test_convert_refuses_a_destination_that_is_one_of_its_inputs(tmp_path):
     before = {f: f.read_bytes() for f in files}
     shard = next(f for f in files if f.name.endswith(".safetensors"))
     for destination in (shard, tmp_path / "folder" / "config.json"):
-        with pytest.raises(fp8pass.CheckpointError, match="is a file this convert reads .* nothing was read or changed"):
+        with pytest.raises(
+            fp8pass.CheckpointError, match="is a file this convert reads .* nothing was read or changed"
+        ):
             fp8pass.convert(tmp_path / "folder", destination)
     single = tmp_path / "single.safetensors"
     single.write_bytes(shard.read_bytes())

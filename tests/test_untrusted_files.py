@@ -4,8 +4,8 @@ sharded folders (bytes, header fields, offsets, metadata, shard names); each cas
 through the public loaders (``load_fp8`` into a meta skeleton, and ``convert``)."""
 
 import hashlib
-import os
 import json
+import os
 import shutil
 import signal
 import struct
@@ -89,7 +89,11 @@ def _join(header, body: bytes) -> bytes:
 
 
 _JSON = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False) | st.text(max_size=8),
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=8),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
     max_leaves=6,
 )
@@ -115,7 +119,9 @@ def _header_edit(draw, header):
         i = draw(st.integers(0, len(entry["shape"]) - 1))
         entry["shape"][i] = draw(st.integers(-2, 200))
     elif kind == "dtype":
-        entry["dtype"] = draw(st.sampled_from(["F32", "BF16", "F16", "F8_E4M3", "F8_E5M2", "I64", "U8", "F64", "X"]))
+        entry["dtype"] = draw(
+            st.sampled_from(["F32", "BF16", "F16", "F8_E4M3", "F8_E5M2", "I64", "U8", "F64", "X"])
+        )
     elif kind == "field":
         entry[draw(st.sampled_from(["dtype", "shape", "data_offsets"]))] = draw(_JSON)
     elif kind == "drop":
@@ -128,12 +134,16 @@ def _header_edit(draw, header):
 def _valid_files(tmp_path):
     model = _model()
     save_fp8(model, tmp_path / "model-fp8.safetensors", FP8Config(min_weight_numel=0, keep_boundary=False))
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp_path / "model-bf16.safetensors"))
+    save_file(
+        {k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp_path / "model-bf16.safetensors")
+    )
     return [tmp_path / "model-fp8.safetensors", tmp_path / "model-bf16.safetensors"]
 
 
 _SETTINGS = settings(
-    max_examples=int(os.environ.get("FP8PASS_FUZZ_EXAMPLES", 150)), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=int(os.environ.get("FP8PASS_FUZZ_EXAMPLES", 150)),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 
 
@@ -211,7 +221,9 @@ def test_an_index_naming_a_shard_outside_its_folder_is_refused(tmp_path):
     (folder / "diffusion_pytorch_model.safetensors.index.json").write_text(
         json.dumps({"weight_map": {"w": "../x.safetensors"}})
     )
-    with pytest.raises(CheckpointError, match=r"names the shard '\.\./x\.safetensors', which is not a file name"):
+    with pytest.raises(
+        CheckpointError, match=r"names the shard '\.\./x\.safetensors', which is not a file name"
+    ):
         load_fp8(_skeleton(), folder)
 
 
@@ -351,9 +363,5 @@ def test_probe_negative_offsets_and_escaping_shards_are_refused(tmp_path):
 
 def test_probe_arithmetic_on_a_released_weight_does_not_end_the_process(tmp_path):
     """``model.x.weight.sum()`` on a converted model read freed memory: SIGSEGV."""
-    call = (
-        "m = _skeleton(); fp8pass.load_fp8(m, {!r}); s = m.a.weight.sum(); assert torch.isfinite(s)".format(
-            str(_fp8_file(tmp_path, lambda h: None))
-        )
-    )
+    call = f"m = _skeleton(); fp8pass.load_fp8(m, {str(_fp8_file(tmp_path, lambda h: None))!r}); s = m.a.weight.sum(); assert torch.isfinite(s)"
     assert _probe(call, []).startswith("LOADED")
