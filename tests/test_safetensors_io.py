@@ -175,7 +175,7 @@ def test_the_writer_is_atomic_a_killed_write_leaves_the_previous_file(tmp_path):
     with pytest.raises(ZeroDivisionError):
         with SafetensorsWriter(path, header_room([("w", torch.float32, (4,))])) as out:
             out.write("w", torch.zeros(4))
-            1 / 0
+            raise ZeroDivisionError("a failure while writing")
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["out.safetensors"]
 
