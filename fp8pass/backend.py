@@ -148,25 +148,28 @@ class FP8Backend:
         in its model now (a LoRA loader moves it to ``<layer>.base_layer``, unloading moves it
         back) and which LoRA adapters wrap it, and what happened to its FP8 copy since it was
         compiled (requantized by a write, an outlier flushing weights to zero)."""
-        rows = []
-        paths: dict[int, dict[int, str]] = {}  # per model: id(weight) -> its module path now
+        rows: dict[tuple[str, Any], LayerReport] = {}  # a weight met again under a new name: one row
+        paths: dict[int, dict[int, list[str]]] = {}  # per model: id(weight) -> its module paths now
         for key, row in self._rows.items():
             owner = self._models[key]() if key in self._models else None
             if model is not None and owner is not model:
                 continue
             weight = self._weights[key]() if key in self._weights else None
             if weight is None:
-                rows.append(row)
+                rows[key] = row
                 continue
             if owner is not None and id(owner) not in paths:
                 paths[id(owner)] = _layer_paths(owner)
-            name = paths.get(id(owner), {}).get(id(weight), row.name)
+            now = paths.get(id(owner), {}).get(id(weight), [row.name])
+            name = row.name if row.name in now else now[0]
             notes = [row.note] if row.note else []
             notes += [n for e in store.entries(weight) for n in e.notes if n not in row.note]
             if adapters := _adapters(owner, name):
                 notes.append(f"carries LoRA adapter(s) {', '.join(adapters)} (run in the activation dtype)")
-            rows.append(dataclasses.replace(row, name=name, weight=f"{name}.weight", note="; ".join(notes)))
-        return rows
+            rows[(name, key[1])] = dataclasses.replace(
+                row, name=name, weight=f"{name}.weight", note="; ".join(notes)
+            )
+        return list(rows.values())
 
     def report_table(self, tablefmt: str = "github", model: torch.nn.Module | None = None) -> str:
         """:meth:`report` (of ``model``'s layers, if given) as a table with a totals line."""
@@ -292,12 +295,6 @@ class FP8Backend:
                 layer.notes.append(
                     f"carries LoRA adapter(s) {', '.join(adapters)} (run in the activation dtype)"
                 )
-        # a weight met again under another name (peft wrapped or unwrapped its layer): one row, the new name
-        names = {(id(la.weight.tensor), la.name) for la in layers if la.weight is not None}
-        ids = {i for i, _ in names}
-        for key in [k for k in self._rows if k[1] in ids and (k[1], k[0]) not in names]:
-            for table in (self._rows, self._weights, self._models):
-                table.pop(key, None)
         for layer, row in zip(layers, layer_rows(layers, copy_of), strict=True):
             # one row per layer and weight: recompiles update it, another model's same-named layer adds one
             w = layer.weight.tensor if layer.weight is not None else None
@@ -311,13 +308,13 @@ class FP8Backend:
                 log.debug("fp8pass: %s stays unconverted: %s", layer.name, layer.reason)
 
 
-def _layer_paths(model: torch.nn.Module) -> dict[int, str]:
-    """id(weight) -> the path of the first module of ``model`` that holds it as ``weight``."""
-    found: dict[int, str] = {}
+def _layer_paths(model: torch.nn.Module) -> dict[int, list[str]]:
+    """id(weight) -> the paths of the modules of ``model`` that hold it as their ``weight``."""
+    found: dict[int, list[str]] = {}
     for path, module in model.named_modules(remove_duplicate=False):
         weight = module.__dict__.get("_parameters", {}).get("weight")
         if weight is not None:
-            found.setdefault(id(weight), path)
+            found.setdefault(id(weight), []).append(path)
     return found
 
 

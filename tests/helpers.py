@@ -68,6 +68,18 @@ TOY_CONVERTED = {"conv", "conv3d", "fc1", "fc2", "fc2_tied"}
 TOY_CONVERTED_WEIGHTS = 4
 
 
+def run(model: nn.Module, *args, **kwargs) -> torch.Tensor:
+    """The model's output under ``torch.no_grad()``: a tensor, a tuple's first element, or a
+    diffusers output's first field (``.sample``)."""
+    with torch.no_grad():
+        out = model(*args, **kwargs)
+    if isinstance(out, (tuple, list)):
+        return out[0]
+    if hasattr(out, "to_tuple"):
+        return out.to_tuple()[0]
+    return out
+
+
 def bf16_reference(model: nn.Module, *inputs: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         return copy.deepcopy(model)(*inputs)

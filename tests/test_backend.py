@@ -28,14 +28,9 @@ from .helpers import (
     fake_fp8_output,
     live_cpu_tensor_bytes,
     needs_rowwise_cpu,
+    run,
     sqnr,
 )
-
-
-def run(model, *inputs):
-    with torch.no_grad():
-        return model(*inputs)
-
 
 # -- fidelity ----------------------------------------------------------------------------------
 

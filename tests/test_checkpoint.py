@@ -8,12 +8,7 @@ import fp8pass
 from fp8pass import FP8Backend, FP8Config, load_fp8, save_fp8
 from fp8pass.bench import zoo
 
-from .helpers import BF16, TOY_MIN_DB, ToyDenoiser, compile_fp8, cuda_only, live_cpu_tensor_bytes, sqnr
-
-
-def run(model, *args, **kwargs):
-    with torch.no_grad():
-        return model(*args, **kwargs)
+from .helpers import BF16, TOY_MIN_DB, ToyDenoiser, compile_fp8, cuda_only, live_cpu_tensor_bytes, run, sqnr
 
 
 def _skeleton(**kwargs):
@@ -62,11 +57,11 @@ def test_loading_never_holds_the_original_weights():
 
 def test_a_diffusers_model_from_a_meta_skeleton(tmp_path):
     model, inputs = zoo.build("flux-dev-tiny")
-    ref = run(model, **inputs).sample
+    ref = run(model, **inputs)
     save_fp8(model, tmp_path / "flux.safetensors")
     skeleton = zoo.build_model("flux-dev-tiny", "meta")
     config = load_fp8(skeleton, tmp_path / "flux.safetensors")
-    out = run(torch.compile(skeleton, backend=FP8Backend(config, inner="aot_eager")), **inputs).sample
+    out = run(torch.compile(skeleton, backend=FP8Backend(config, inner="aot_eager")), **inputs)
     assert sqnr(ref, out) > 40
 
 
@@ -77,7 +72,7 @@ def test_a_float32_skeleton_loads_with_the_checkpoints_dtypes(tmp_path):
     import diffusers
 
     model, inputs = zoo.build("flux-dev-tiny")
-    ref = run(model, **inputs).sample
+    ref = run(model, **inputs)
     save_fp8(model, tmp_path / "flux.safetensors")
     with torch.device("meta"):
         skeleton = diffusers.FluxTransformer2DModel(**zoo.MODELS["flux-dev-tiny"].config)
@@ -85,7 +80,7 @@ def test_a_float32_skeleton_loads_with_the_checkpoints_dtypes(tmp_path):
     config = load_fp8(skeleton, tmp_path / "flux.safetensors")
     assert {p.dtype for p in skeleton.parameters()} == {BF16}
     cm, be = compile_fp8(skeleton, config)
-    out = run(cm, **inputs).sample
+    out = run(cm, **inputs)
     assert out.dtype == BF16 and sqnr(ref, out) > 40
     assert be.num_quantized == 0 and sum(r.converted for r in be.report()) > 0
 

@@ -13,15 +13,9 @@ from fp8pass import FP8Config
 from fp8pass.bench import zoo
 from fp8pass.bench.lora import hotswap
 
-from .helpers import BF16, TOY_MIN_DB, compile_fp8, sqnr
+from .helpers import BF16, TOY_MIN_DB, compile_fp8, run, sqnr
 
 peft = pytest.importorskip("peft")
-
-
-def run(model, *args, **kwargs):
-    with torch.no_grad():
-        out = model(*args, **kwargs)
-    return out[0] if isinstance(out, tuple) else out
 
 
 def _flux():

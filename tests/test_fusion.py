@@ -11,15 +11,9 @@ from torch._inductor.utils import run_and_get_code
 from fp8pass import FP8Config, load_fp8, save_fp8, store
 from fp8pass.bench import zoo
 
-from .helpers import BF16, ROWWISE_CPU, compile_fp8, sqnr
+from .helpers import BF16, ROWWISE_CPU, compile_fp8, run, sqnr
 
 FUSED = FP8Config(fuse_projections=True, min_weight_numel=0)
-
-
-def run(model, *args, **kwargs):
-    with torch.no_grad():
-        out = model(*args, **kwargs)
-    return out[0] if isinstance(out, tuple) else out
 
 
 class Attention(nn.Module):

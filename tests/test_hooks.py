@@ -7,12 +7,16 @@ import torch.nn as nn
 from fp8pass import FP8Config, store
 from fp8pass.hooks import apply_fp8_hooks
 
-from .helpers import BF16, TOY_CONVERTED, TOY_MIN_DB, ToyDenoiser, compile_fp8, live_cpu_tensor_bytes, sqnr
-
-
-def run(model, *inputs):
-    with torch.no_grad():
-        return model(*inputs)
+from .helpers import (
+    BF16,
+    TOY_CONVERTED,
+    TOY_MIN_DB,
+    ToyDenoiser,
+    compile_fp8,
+    live_cpu_tensor_bytes,
+    run,
+    sqnr,
+)
 
 
 def converted_params(model):

@@ -19,13 +19,9 @@ from .helpers import (
     compile_fp8,
     fake_fp8_output,
     needs_rowwise_cpu,
+    run,
     sqnr,
 )
-
-
-def run(model, *inputs):
-    with torch.no_grad():
-        return model(*inputs)
 
 
 def _toy(seed):

@@ -16,12 +16,7 @@ from fp8pass.sources import pretrained_dtype
 from fp8pass.structure import structure_of
 
 from . import layouts
-from .helpers import BF16, sqnr
-
-
-def run(model, **inputs):
-    with torch.no_grad():
-        return model(**inputs, return_dict=False)[0]
+from .helpers import BF16, run, sqnr
 
 
 def _wan():
