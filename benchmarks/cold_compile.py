@@ -1,7 +1,8 @@
 """Cold compile of one zoo model on the CPU, per way of converting the FP8 weight, each in a fresh
-process with Inductor's caches off: plain Inductor (bf16), fp8pass as shipped (the conversion op
-compiled once), fp8pass with the integer conversion traced inline (one C++ kernel per weight size:
-what fp8pass did before), and fp8pass with the native ``.to()``.
+process with Inductor's caches off: plain Inductor (bf16), fp8pass as shipped (the conversion op,
+a C kernel built once per machine: fp8pass.native), fp8pass with the integer conversion traced
+inline (one C++ kernel per weight size: what fp8pass did before the op), and fp8pass with
+Inductor's own ``.to()``.
 
     python benchmarks/cold_compile.py [--model sd15] [--json PATH]
 """
@@ -25,9 +26,9 @@ from fp8pass.bench import zoo
 model_name, variant = sys.argv[1], sys.argv[2]
 model, inputs = zoo.build(model_name)
 if variant == "fp8pass, conversion inline":
-    ops.fp8_to = lambda w, d: dequant.fp8_to_int(w, d) if dequant.uses_int_path(w, d) else w.to(d)
+    ops.fp8_to = lambda w, d: dequant.fp8_to_int(w, d) if dequant.uses_native(w, d) else w.to(d)
 if variant == "fp8pass, .to()":
-    dequant.uses_int_path = lambda w, d: False
+    dequant.uses_native = lambda w, d: False
 backend = "inductor" if variant == "bf16 (Inductor)" else FP8Backend(FP8Config(compute="cast"))
 t0 = time.perf_counter()
 with torch.no_grad():

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from fp8pass import dequant
-from fp8pass.bench.layers import LayerShape, _functions
+from fp8pass.bench.layers import LayerShape, layer_functions
 from fp8pass.bench.variants import cpu_name
 
 RESULTS = Path(__file__).parent / "results"
@@ -109,14 +109,14 @@ def _with_to(call):
     """``call`` run with fp8pass.dequant switched off (the cast path as it was: ``.to()``). Dynamo
     guards on the switched global, so the compiled "before" function must also *run* with it
     switched, or its first call after switching back recompiles it into the "after" one."""
-    real = dequant.uses_int_path
+    real = dequant.uses_native
 
     def run(*args):
-        dequant.uses_int_path = _off
+        dequant.uses_native = _off
         try:
             return call(*args)
         finally:
-            dequant.uses_int_path = real
+            dequant.uses_native = real
 
     return run
 
@@ -128,7 +128,7 @@ def _off(weight, dtype):
 def layers(repeats: int) -> list[dict]:
     rows = []
     for label, shape in LAYERS.items():
-        fns = _functions(shape, torch.device("cpu"))
+        fns = layer_functions(shape, torch.device("cpu"))
         bf16_fn, bf16_args = fns["bf16"]
         cast_fn, cast_args = fns["fp8 cast"]
         with torch.no_grad():

@@ -116,11 +116,12 @@ class FP8Backend:
             gm.graph, params, self.config, names, store.is_released, autocast, structure, store.pinned
         )
         converted = [layer for layer in layers if layer.converted]
-        self.num_graphs += 1
         self._restore_unconverted(layers)
         if not converted:  # nothing to rewrite (or no inputs at all): the graph passes through as it is
             self._record(layers, model)
-            return self._inner_compile(gm, example_inputs, len(example_inputs), mode, options)
+            compiled = self._inner_compile(gm, example_inputs, len(example_inputs), mode, options)
+            self.num_graphs += 1  # counted once the inner compiler returned: Dynamo may restart
+            return compiled
         refuse_unloaded_or_training(converted)
         if self.config.release_weights and model is not None:
             store.first_sight(model)  # refuses offloading hooks before anything changes
@@ -135,6 +136,7 @@ class FP8Backend:
         compiled = self._inner_compile(
             new_gm, [*example_inputs, *fp8_inputs], len(example_inputs), mode, options
         )
+        self.num_graphs += 1
         if self.config.release_weights:
             self._release(converted, model)
         self._record(layers, model)

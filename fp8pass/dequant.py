@@ -4,14 +4,18 @@ On a CPU, torch converts FP8 element by element through float32: ATen's copy ker
 Inductor's generated ``.to()``, which calls ``at::vec::convert<BFloat16>`` on a
 ``Vectorized<Float8_e4m3fn>`` but finds no specialization for that pair and loops over elements
 (benchmarks/cpu_fp8_convert_repro.py). That made the weight conversion a large part of the cast
-path's time on a CPU. :func:`fp8_to` writes the same conversion as integer arithmetic on the
-weight's bytes: re-bias the exponent, shift the mantissa, normalize subnormals, put NaN and
-infinity where ``.to()`` puts them. Inductor's CPU code generator vectorizes that
-(``at::vec::Vectorized<int32_t>``) into one kernel.
+path's time on a CPU. :func:`fp8_to` calls the op ``fp8pass::fp8_to_cpu`` instead, a C loop
+(:mod:`fp8pass.native`) that does the conversion as integer arithmetic on the weight's bytes:
+re-bias the exponent, shift the mantissa, normalize subnormals, put NaN and infinity where
+``.to()`` puts them. The compiler vectorizes it; it runs about ten times faster than ``.to()``.
 
-Only CPU tensors take this route, and only while ``torch.compile`` traces: CUDA converts FP8 in
-hardware (sm89+) and Inductor fuses the plain ``.to()`` into its matmul prologue; meta tensors
-only need the right shape; run eagerly, the integer ops lose to ATen's single pass.
+The op is opaque to ``torch.compile``: Inductor calls it once per weight, as a separate kernel.
+That costs nothing at run time (on a CPU the conversion was never fused into oneDNN's matmul, only
+written out before it) and keeps compile time flat: traced inline, the integer formulation
+(:func:`fp8_to_int`, kept as the reference the tests check the C loop against) made Inductor
+generate and compile one C++ kernel per distinct weight size, and SD1.5's cold compile went from
+103 s to 197 s. CUDA converts FP8 in hardware (sm89+) and Inductor fuses the plain ``.to()`` into
+its matmul prologue; meta tensors only need the right shape.
 
 Every result must equal ``weight.to(dtype)`` bit for bit, NaN sign and payload included (the
 tests compare all 256 patterns of both formats through an integer view). What ``.to()`` does with
@@ -21,15 +25,16 @@ whatever the sign; fp16 and fp32 keep the sign and the payload, quieted.
 
 from __future__ import annotations
 
-import functools
+import sys
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-__all__ = ["FP8_DTYPES", "fp8_to", "fp8_to_int", "fp8_to_table", "packable", "uses_int_path"]
+from . import native
+
+__all__ = ["FP8_DTYPES", "fp8_scaled_to", "fp8_to", "fp8_to_int", "fp8_to_table", "packable", "uses_native"]
 
 
 @dataclass(frozen=True)
@@ -51,65 +56,111 @@ _TARGETS = {
 FP8_DTYPES = frozenset(_SOURCES)
 
 
-def uses_int_path(weight: Tensor, dtype: torch.dtype) -> bool:
-    """Whether :func:`fp8_to` converts ``weight`` with integer ops: a CPU tensor of a known pair of
-    dtypes, while ``torch.compile`` traces (Dynamo, or AOT autograd running fp8pass's
-    decompositions). Run eagerly, a dozen integer ops are a dozen passes over the weight and lose
-    to ATen's one scalar loop, so eager code keeps ``.to()``. ``torch.compiler.is_compiling()`` is
-    True while AOT autograd traces on torch 2.13.0, False on 2.11.0 (CPU, checked): on 2.11 the
-    compiled cast path keeps ``.to()``, with the same bits and without the speed-up."""
-    return (
-        weight.device.type == "cpu"
-        and weight.dtype in _SOURCES
-        and dtype in _TARGETS
-        and torch.compiler.is_compiling()
-    )
+def uses_native(weight: Tensor, dtype: torch.dtype) -> bool:
+    """Whether :func:`fp8_to` converts ``weight`` with ``fp8pass::fp8_to_cpu``: a CPU tensor (real,
+    or fake while ``torch.compile`` traces) of a known pair of dtypes."""
+    return weight.device.type == "cpu" and weight.dtype in _SOURCES and dtype in _TARGETS
 
 
 def fp8_to(weight: Tensor, dtype: torch.dtype) -> Tensor:
-    """``weight.to(dtype)``, bit for bit; through integer ops where :func:`uses_int_path` says so
-    (see the module docstring), else the plain ``.to()``.
-
-    The integer ops are not traced into the caller's graph but called as one opaque op,
-    ``fp8pass::fp8_to_cpu``, which runs them compiled once per process for every weight shape
-    (dynamic shapes). Traced inline, Inductor generated and compiled one C++ kernel per distinct
-    weight size, several seconds each: SD1.5's cold compile went from 103 s (``.to()``) to 197 s.
-    A separate kernel costs nothing at run time: on a CPU the conversion was never fused into
-    the matmul (oneDNN's), only written out before it."""
-    if not uses_int_path(weight, dtype):
+    """``weight.to(dtype)``, bit for bit: through ``fp8pass::fp8_to_cpu`` where :func:`uses_native`
+    says so (see the module docstring), else the plain ``.to()``."""
+    if not uses_native(weight, dtype):
         return weight.to(dtype)
     return torch.ops.fp8pass.fp8_to_cpu(weight, dtype)
 
 
-#: Dynamo may compile the conversion at run time (its first use, and once more: it guards on the
-#: input's dispatch keys, which differ between the first run inside compilation and later runs),
-#: and Dynamo must not compile from several threads at once (a model called from several threads
-#: failed): calls are serialized. Each is one vectorized pass over one weight.
-_COMPILED_CALL = threading.Lock()
+def fp8_scaled_to(weight: Tensor, scale: Tensor, dtype: torch.dtype) -> Tensor:
+    """``(weight.to(float32) * scale).to(dtype)`` with ``scale`` per output channel (dim 0) or one
+    for the tensor, bit for bit: one pass of ``fp8pass::fp8_scaled_to_cpu`` where
+    :func:`uses_native` says so, else those torch ops. On a CPU the cast path converts its weight
+    this way, already scaled, so that the layer is the bf16 model's own matmul (bias included)
+    with no kernel after it: the graph Inductor compiles is the bf16 graph plus one call per
+    weight."""
+    if not uses_native(weight, dtype) or scale.dtype != torch.float32:
+        view = scale.view(-1, *[1] * (weight.dim() - 1)) if scale.dim() else scale
+        return (fp8_to(weight, torch.float32) * view).to(dtype)
+    return torch.ops.fp8pass.fp8_scaled_to_cpu(weight, scale, dtype)
 
 
-@torch.library.custom_op("fp8pass::fp8_to_cpu", mutates_args=(), device_types="cpu")
+# Defined with torch.library.Library rather than torch.library.custom_op: the op runs once per
+# converted layer and step, and custom_op's Python dispatch costs about 30 us more per call
+# (measured: 36 us against 6 us for a trivial body), the whole budget of a small layer.
+_LIB = torch.library.Library("fp8pass", "FRAGMENT")
+_LIB.define("fp8_to_cpu(Tensor weight, ScalarType dtype) -> Tensor")
+_LIB.define("fp8_scaled_to_cpu(Tensor weight, Tensor scale, ScalarType dtype) -> Tensor")
+
+
 def _fp8_to_cpu(weight: Tensor, dtype: torch.dtype) -> Tensor:
-    if not (packable(weight) and weight.numel() >= 4):
-        return fp8_to_int(weight, dtype)
-    with _COMPILED_CALL:
-        return _compiled_int(weight.dtype, dtype)(weight.reshape(-1)).view(weight.shape)
+    weight = weight.contiguous()
+    out = _output(weight, dtype)
+    return out if native.convert(weight, out) else weight.to(dtype)
 
 
-@_fp8_to_cpu.register_fake
-def _(weight: Tensor, dtype: torch.dtype) -> Tensor:
+#: A converted weight of at least this many bytes is written into a block fp8pass keeps between
+#: calls. glibc serves an allocation over 32 MiB (its largest mmap threshold) with a fresh mmap and
+#: unmaps it on free, so every call paid a page fault per 4 KiB of the converted weight: on
+#: flux-dev's full-width layers that was most of the cast path's cost on a CPU (1.18x compiled
+#: bf16, 1.02x with glibc's mmap turned off; benchmarks/results/bench-flux-dev-512-3blocks-*).
+POOL_MIN_BYTES = 8 << 20
+_POOL_MIN_FP8_BYTES = POOL_MIN_BYTES // 4  # an FP8 weight this large converts to >= 2x its bytes
+_POOL_PER_SIZE = 4  # blocks kept per size: Inductor frees a converted weight after its matmul
+_POOL: dict[int, list[bytearray]] = {}
+_POOL_LOCK = threading.Lock()
+
+
+def _output(weight: Tensor, dtype: torch.dtype) -> Tensor:
+    """A new contiguous CPU tensor for the converted weight. A large one lives in a kept block
+    that no tensor uses any more: ``torch.frombuffer`` holds a reference to the block for as long
+    as any tensor or view of it lives, so a block whose reference count is back to the pool's own
+    is free (no private torch API, no guess)."""
+    if weight.nbytes < _POOL_MIN_FP8_BYTES:  # the common case first: one comparison
+        return torch.empty_like(weight, dtype=dtype, memory_format=torch.contiguous_format)
+    shape, nbytes = weight.shape, weight.numel() * dtype.itemsize
+    if nbytes < POOL_MIN_BYTES:
+        return torch.empty_like(weight, dtype=dtype, memory_format=torch.contiguous_format)
+    with _POOL_LOCK:
+        blocks = _POOL.setdefault(nbytes, [])
+        block = next((b for b in blocks if sys.getrefcount(b) == _FREE_REFS), None)
+        if block is None:
+            if len(blocks) >= _POOL_PER_SIZE:
+                return torch.empty_like(weight, dtype=dtype, memory_format=torch.contiguous_format)
+            block = bytearray(nbytes)
+            blocks.append(block)
+        return torch.frombuffer(block, dtype=dtype).view(shape)
+
+
+def _free_refs() -> int:
+    """sys.getrefcount of a pooled block no tensor holds, as ``_output``'s loop sees it (the
+    list, the loop variable, getrefcount's argument): measured once rather than assumed."""
+    blocks = [bytearray(1)]
+    return next(sys.getrefcount(b) for b in blocks)
+
+
+_FREE_REFS = _free_refs()
+
+
+def _fp8_scaled_to_cpu(weight: Tensor, scale: Tensor, dtype: torch.dtype) -> Tensor:
+    weight, scale = weight.contiguous(), scale.contiguous()
+    out = _output(weight, dtype)
+    if native.convert_scaled(weight, scale, out):
+        return out
+    view = scale.view(-1, *[1] * (weight.dim() - 1)) if scale.dim() else scale
+    return (weight.to(torch.float32) * view).to(dtype)
+
+
+def _fp8_to_cpu_fake(weight: Tensor, dtype: torch.dtype) -> Tensor:
     return weight.new_empty(weight.shape, dtype=dtype)
 
 
-@functools.cache
-def _compiled_int(src: torch.dtype, dst: torch.dtype) -> Callable[[Tensor], Tensor]:
-    """:func:`fp8_to_int` from ``src`` to ``dst`` on a flat, packable weight of any length,
-    compiled by Inductor once (``dynamic=True``: one kernel for every size)."""
+def _fp8_scaled_to_cpu_fake(weight: Tensor, scale: Tensor, dtype: torch.dtype) -> Tensor:
+    return weight.new_empty(weight.shape, dtype=dtype)
 
-    def convert(flat: Tensor) -> Tensor:
-        return fp8_to_int(flat, dst)
 
-    return torch.compile(convert, dynamic=True, fullgraph=True)
+_LIB.impl("fp8_to_cpu", _fp8_to_cpu, "CPU")
+_LIB.impl("fp8_scaled_to_cpu", _fp8_scaled_to_cpu, "CPU")
+torch.library.register_fake("fp8pass::fp8_to_cpu", _fp8_to_cpu_fake, lib=_LIB)
+torch.library.register_fake("fp8pass::fp8_scaled_to_cpu", _fp8_scaled_to_cpu_fake, lib=_LIB)
 
 
 def _nan_bits(sign: Tensor, src: torch.dtype, dst: torch.dtype, payload: Tensor) -> Tensor | int:

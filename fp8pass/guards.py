@@ -38,6 +38,7 @@ _GUARDED_APPLY: weakref.WeakSet[torch.nn.Module] = weakref.WeakSet()
 _GUARDED_SAVE: weakref.WeakSet[torch.nn.Module] = weakref.WeakSet()
 _OWNERS: weakref.WeakSet[torch.nn.Module] = weakref.WeakSet()  # modules holding a released weight
 _OWNER_INDEX: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_LAYER_WEIGHTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> _layer_weights
 
 _FIX_CHANGE = (
     "To change weights after conversion (fuse a LoRA, load other weights), compile with "
@@ -55,27 +56,44 @@ _OFFLOAD = (
 # -- the watched-parameter class (fp8pass.released) ---------------------------------------------
 
 
-def watch(model: torch.nn.Module) -> None:
-    """Give every parameter of ``model`` a watched class (:mod:`fp8pass.released`): the weights of
-    layers of a kind fp8pass converts :class:`~fp8pass.released.WatchedWeight`, the others
-    :class:`~fp8pass.released.Watched`. A class that refuses the swap (a C-level layout) is left
-    as it is, and so are DTensor parameters (tensor parallelism): torch 2.13's compiled code checks
-    a DTensor input's exact class and refuses a subclass on every call. Those are still guarded
-    by their modules' hooks."""
-    weights = {
-        id(m.weight)
-        for m in model.modules()
-        if kind_of_module(m) in KINDS and isinstance(m.weight, torch.Tensor)
-    }
-    for name, param in model.named_parameters(remove_duplicate=True):
-        if distributed.is_dtensor(param):
-            continue
-        if isinstance(param, torch.nn.Parameter) and not isinstance(param, Watched):
-            try:
-                param.__class__ = watched_class(type(param), id(param) in weights)
-            except TypeError:
-                continue
-            param._fp8pass_name = name
+def watch(model: torch.nn.Module, param: torch.Tensor) -> None:
+    """Give ``param``, a parameter of ``model`` fp8pass is releasing, a watched class
+    (:mod:`fp8pass.released`): :class:`~fp8pass.released.WatchedWeight` for the weight of a layer
+    of a kind fp8pass converts, else :class:`~fp8pass.released.Watched`. Only released parameters
+    change class: Dynamo guards on every parameter's type, so a swap of a parameter another graph
+    of the model read (a bias, a norm's weight) would recompile that graph. A class that refuses
+    the swap (a C-level layout) is left as it is, and so are DTensor parameters (tensor
+    parallelism): torch 2.13's compiled code checks a DTensor input's exact class and refuses a
+    subclass on every call. Those are still guarded by their modules' hooks."""
+    if (
+        distributed.is_dtensor(param)
+        or not isinstance(param, torch.nn.Parameter)
+        or isinstance(param, Watched)
+    ):
+        return
+    weight, name = _layer_weights(model).get(id(param), (False, None))
+    if name is None:  # gained since the model was last listed (a LoRA loader's new module)
+        weight, name = _layer_weights(model, again=True).get(id(param), (False, "?"))
+    try:
+        param.__class__ = watched_class(type(param), weight)
+    except TypeError:
+        return
+    param._fp8pass_name = name
+
+
+def _layer_weights(model: torch.nn.Module, again: bool = False) -> dict[int, tuple[bool, str]]:
+    """id(parameter) -> (whether it is the weight of a layer of a kind fp8pass converts, its name);
+    listed once per model (a compile releases many weights), ``again`` after the model changed."""
+    if again or model not in _LAYER_WEIGHTS:
+        weights = {
+            id(m.weight)
+            for m in model.modules()
+            if kind_of_module(m) in KINDS and isinstance(m.weight, torch.Tensor)
+        }
+        _LAYER_WEIGHTS[model] = {
+            id(p): (id(p) in weights, n) for n, p in model.named_parameters(remove_duplicate=True)
+        }
+    return _LAYER_WEIGHTS[model]
 
 
 def unwatch(model: torch.nn.Module) -> None:

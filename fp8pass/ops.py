@@ -5,11 +5,14 @@ the eager kernel, the fake (meta) kernel (run on fake tensors it yields the exac
 and strides, channels_last included), and the decomposition handed to AOT autograd, so that the
 compiler sees ``convert_element_type -> mm -> mul`` rather than an opaque call.
 
-The cast ops apply the scale to the *output* (per tensor or per output channel both commute with
-the matmul), so the only thing in front of the matmul is a pure dtype conversion: Inductor can fuse
-that into its Triton matmul template (prologue fusion), and the scale multiply into the epilogue.
-On a CPU that conversion is :func:`fp8pass.dequant.fp8_to`: the same bits as ``.to()``, written
-as integer ops that Inductor vectorizes (its own FP8 conversion is a scalar loop).
+On a GPU the cast ops apply the scale to the *output* (per tensor or per output channel both
+commute with the matmul), so the only thing in front of the matmul is a pure dtype conversion:
+Inductor can fuse that into its Triton matmul template (prologue fusion), and the scale multiply
+into the epilogue. On a CPU nothing fuses into oneDNN's matmul, so the weight is converted
+already scaled, in one pass of a C loop (:func:`fp8pass.dequant.fp8_scaled_to`, the same bits as
+``(q.float() * scale).to(dtype)``), and the layer is the bf16 model's own ``addmm`` / convolution:
+the graph Inductor compiles is the bf16 one plus one call per weight, with no kernel of its own
+(a cold compile generates as many kernels as plain Inductor's, and a small layer pays one call).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ._compat.matmul import data_dependent_rows, known_empty, scaled_mm
-from .dequant import fp8_to
+from .dequant import fp8_scaled_to, fp8_to, uses_native
 from .quantize import MIN_AMAX
 
 __all__ = [
@@ -55,7 +58,13 @@ def _epilogue(y: Tensor, scale: Tensor, bias: Tensor | None, spatial_dims: int) 
     return out.to(y.dtype)
 
 
+def _in(bias: Tensor | None, dtype: torch.dtype) -> Tensor | None:
+    return None if bias is None else bias.to(dtype)
+
+
 def linear_math(x: Tensor, weight: Tensor, scale: Tensor, bias: Tensor | None) -> Tensor:
+    if uses_native(weight, x.dtype):
+        return F.linear(x, fp8_scaled_to(weight, scale, x.dtype), _in(bias, x.dtype))
     return _epilogue(F.linear(x, fp8_to(weight, x.dtype)), scale, bias, 0)
 
 
@@ -69,9 +78,12 @@ def conv_math(
     dilation: Sequence[int],
     groups: int,
 ) -> Tensor:
-    spatial = weight.dim() - 2
-    y = _CONV_FNS[weight.dim()](x, fp8_to(weight, x.dtype), None, stride, padding, dilation, groups)
-    return _epilogue(y, scale, bias, spatial)
+    conv_fn = _CONV_FNS[weight.dim()]
+    if uses_native(weight, x.dtype):
+        w = fp8_scaled_to(weight, scale, x.dtype)
+        return conv_fn(x, w, _in(bias, x.dtype), stride, padding, dilation, groups)
+    y = conv_fn(x, fp8_to(weight, x.dtype), None, stride, padding, dilation, groups)
+    return _epilogue(y, scale, bias, weight.dim() - 2)
 
 
 def embedding_math(
@@ -168,7 +180,7 @@ DECOMPOSITIONS: dict[Any, Callable[..., Tensor]] = {
 #: conversion they call (and its C source), the scale constants, the FP8 matmul wrapper. Inductor's
 #: caches key compiled graphs on :func:`definition_hash` of them, and on nothing else of fp8pass:
 #: editing the harness, the report or the planner keeps users' compiled kernels.
-DEFINING_MODULES = ("ops.py", "dequant.py", "quantize.py", "_compat/matmul.py")
+DEFINING_MODULES = ("ops.py", "dequant.py", "csrc/fp8_convert.c", "quantize.py", "_compat/matmul.py")
 
 
 @functools.cache

@@ -7,7 +7,7 @@ import math
 import torch
 
 from ._compat.storage import local_tensor
-from .dequant import fp8_to
+from .dequant import fp8_scaled_to, fp8_to
 
 __all__ = [
     "MIN_AMAX",
@@ -131,7 +131,10 @@ def dequantize_weight(
 ) -> torch.Tensor:
     """Inverse of :func:`quantize_weight`, in ``dtype``. The FP8 -> float32 step is
     :func:`fp8pass.dequant.fp8_to`, as in the compiled cast path, so that a compiled hooked model
-    converts the same way and hook vs compiled still compares the mechanism alone."""
+    converts the same way and hook vs compiled still compares the mechanism alone: on a CPU
+    both are one pass of :func:`fp8pass.dequant.fp8_scaled_to` (scale along dim 0)."""
+    if axis == 0 or not scale.dim():
+        return fp8_scaled_to(q, scale, dtype)
     return (fp8_to(q, torch.float32) * _per_channel_view(scale, q.dim(), axis)).to(dtype)
 
 

@@ -201,12 +201,14 @@ released.dequantized = dequantized
 
 
 def first_sight(model: torch.nn.Module) -> None:
-    """Before fp8pass releases anything of ``model`` (the model that owns a compiled graph): refuse
+    """Before fp8pass converts anything of ``model`` (the model that owns a compiled graph): refuse
     it if it carries offloading hooks (checked at every compile: hooks added after conversion
-    would move weights through their FP8 copies on every call), and index it once (its
-    parameters get the watched class; each is mapped to the model)."""
+    would move weights through their FP8 copies on every call). Nothing of the model changes
+    here: its parameters get the watched class in :func:`release`, after the inner compiler has
+    returned, because Dynamo may restart its analysis from inside the backend
+    (``TensorifyScalarRestartAnalysis`` under ``dynamic=True``) and must then trace the same
+    parameters it traced the first time."""
     guards.refuse_offloading(model)
-    _index_model(model)
 
 
 def model_of(param: torch.Tensor) -> torch.nn.Module | None:
@@ -227,6 +229,7 @@ def release(param: torch.Tensor, entry: FP8Weight, model: torch.nn.Module, keep_
     if not release_storage(param):
         return "original weight kept: it shares storage with other tensors"
     entry.released, entry.original = True, original
+    guards.watch(model, param)
     guards.guard_eager_use(model, param)
     return ""
 
@@ -255,11 +258,10 @@ def pinned(param: torch.Tensor) -> str | None:
 
 
 def _index_model(model: torch.nn.Module, again: bool = False) -> None:
-    """Remember every parameter's model (for instances met later) and watch its parameters; once,
-    or ``again`` for parameters it gained since."""
+    """Remember every parameter's model (for instances met later); once, or ``again`` for
+    parameters it gained since."""
     if model in _indexed and not again:
         return
-    guards.watch(model)
     _indexed.add(model)
     ref = weakref.ref(model)
     for p in model.parameters():

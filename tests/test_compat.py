@@ -1,11 +1,11 @@
-"""Checks on the private torch behaviour fp8pass relies on (fp8pass/_compat.py)."""
+"""Checks on the private torch behaviour fp8pass relies on (fp8pass/_compat/)."""
 
 import pytest
 import torch
 import torch._functorch._aot_autograd.frontend_utils as frontend_utils
 import torch._functorch.aot_autograd as aot_autograd
 
-from fp8pass import _compat
+from fp8pass._compat import dynamo, storage
 
 from .helpers import BF16, compile_fp8
 
@@ -35,14 +35,14 @@ def test_parameters_and_fp8_inputs_are_static_for_cuda_graphs(toy, toy_input, mo
 
 def test_source_paths_and_module_paths():
     assert (
-        _compat._dotted("L['self']._modules['blocks']._modules['0']._parameters['weight']")
+        dynamo._dotted("L['self']._modules['blocks']._modules['0']._parameters['weight']")
         == "blocks.0.weight"
     )
     assert (
-        _compat._dotted("L['self'].__dict__['_modules']['down_blocks'].0.attentions.0")
+        dynamo._dotted("L['self'].__dict__['_modules']['down_blocks'].0.attentions.0")
         == "down_blocks.0.attentions.0"
     )
-    assert _compat._dotted("G['model']._modules['fc']") == "fc"
+    assert dynamo._dotted("G['model']._modules['fc']") == "fc"
 
 
 def test_outermost_call_walks_the_module_calls_on_the_stack():
@@ -50,7 +50,7 @@ def test_outermost_call_walks_the_module_calls_on_the_stack():
 
     class Inner(torch.nn.Module):
         def forward(self, x):
-            seen["found"] = _compat.outermost_call(self)
+            seen["found"] = dynamo.outermost_call(self)
             return x
 
     inner = Inner()
@@ -59,15 +59,15 @@ def test_outermost_call_walks_the_module_calls_on_the_stack():
     outer(x, **{})
     model, (args, kwargs) = seen["found"]
     assert model is outer and args[0] is x and kwargs == {}
-    assert _compat.outermost_call(inner) == (inner, None)  # not called: nothing on the stack
+    assert dynamo.outermost_call(inner) == (inner, None)  # not called: nothing on the stack
 
 
 def test_release_and_restore_storage():
     t = torch.randn(4, 4, dtype=BF16)
     value = t.clone()
-    assert _compat.release_storage(t) and _compat.is_released(t)
+    assert storage.release_storage(t) and storage.is_released(t)
     assert t.shape == (4, 4) and t.dtype == BF16
-    _compat.restore_storage(t, value)
+    storage.restore_storage(t, value)
     assert torch.equal(t, value)
     view = torch.randn(8, 4)[2:]  # shares storage with its base: must not be freed
-    assert not _compat.release_storage(view)
+    assert not storage.release_storage(view)

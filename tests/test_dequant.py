@@ -8,8 +8,10 @@ import torch.nn as nn
 from torch._inductor.utils import run_and_get_code
 
 import fp8pass
-from fp8pass import dequant, ops
-from fp8pass.quantize import dequantize_weight
+from fp8pass import dequant, native, ops
+from fp8pass.quantize import dequantize_weight, quantize_weight
+
+from .helpers import sqnr
 
 FORMATS = [torch.float8_e4m3fn, torch.float8_e5m2]
 TARGETS = [torch.bfloat16, torch.float16, torch.float32]
@@ -55,38 +57,120 @@ def test_table_formulation_matches_to_on_every_pattern(fmt, dtype):
     _assert_same_bits(dequant.fp8_to_table(w, dtype), w.to(dtype))
 
 
-@pytest.mark.inductor
-def test_compiled_int_formulation_is_exact_and_vectorized():
-    """One Inductor compile converting all 256 patterns of both formats to bf16, fp16 and fp32
-    (each pattern repeated past one vector width, so the vector loop and its tail both run)."""
-    weights = [_all_patterns(fmt).repeat(3).view(24, 32) for fmt in FORMATS]
-
-    def convert(a, b):
-        return [dequant.fp8_to(w, d) for w in (a, b) for d in TARGETS]
-
-    outs, codes = run_and_get_code(torch.compile(convert, dynamic=False, fullgraph=True), *weights)
-    refs = [w.to(d) for w in weights for d in TARGETS]
-    for out, ref in zip(outs, refs, strict=True):
-        _assert_same_bits(out, ref)
-    code = "\n".join(codes)
-    if "at::vec::" in code:  # a CPU without a vector ISA Inductor knows gets scalar code
-        assert "at::vec::Vectorized<int32_t>" in code
+def _lengths_and_layouts(w: torch.Tensor):
+    """All 256 patterns in lengths around the vector widths (tails), unaligned starts,
+    non-contiguous views, and one conversion large enough to be split over threads."""
+    for n in (1, 3, 7, 15, 16, 17, 31, 33, 63, 64, 65, 255, 256):
+        yield w[:n]
+    yield w[1:]
+    yield w.view(16, 16).t()
+    yield w.view(16, 16)[:, ::3]
+    yield w.repeat(3).view(24, 32)
+    yield w.repeat(native.MIN_PARALLEL // 256 + 5)[3:]  # split over threads, ragged end
 
 
-def test_eager_and_other_devices_keep_to(monkeypatch):
-    """Outside torch.compile the plain ``.to()`` (one ATen pass) is used; meta tensors too."""
+@pytest.mark.parametrize("dtype", TARGETS)
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_native_kernel_matches_to_on_every_pattern(fmt, dtype):
+    assert native.kernel() is not None, "the C kernel did not build: see fp8pass.native"
+    w = _all_patterns(fmt)
+    for case in _lengths_and_layouts(w):
+        _assert_same_bits(torch.ops.fp8pass.fp8_to_cpu(case, dtype), case.to(dtype))
+        _assert_same_bits(dequant.fp8_to(case, dtype), case.to(dtype))
+    empty = torch.empty(0, 8, dtype=fmt)
+    assert torch.ops.fp8pass.fp8_to_cpu(empty, dtype).shape == (0, 8)
+
+
+SCALES = {
+    "per channel": lambda rows: torch.logspace(-8, 3, rows),  # fp16 subnormals and overflow
+    "per tensor": lambda rows: torch.tensor(0.37),
+}
+
+
+@pytest.mark.parametrize("scale", list(SCALES))
+@pytest.mark.parametrize("dtype", TARGETS)
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_scaled_kernel_matches_torch_on_every_pattern(fmt, dtype, scale):
+    """``fp8_scaled_to`` is ``(q.float() * scale).to(dtype)`` bit for bit, for every FP8 pattern in
+    rows of several lengths (vector tails), split over threads or not. NaN patterns give NaN (the
+    bits of a NaN's rounding differ between torch's own scalar and vector paths, and fp8pass never
+    converts a weight holding NaN: it keeps such layers, see the report's reasons)."""
+    w = _all_patterns(fmt)
+    for case in (
+        w.view(16, 16),
+        w.view(64, 4),
+        w.repeat(5).view(40, 32),
+        w.view(16, 16)[:, 1:].contiguous(),
+        w.view(16, 16).t(),
+        w.repeat(4 * (native.MIN_PARALLEL // 1024 + 3)).view(-1, 1024)[:, 3:].contiguous(),
+    ):
+        s = SCALES[scale](case.shape[0]).float()
+        ref = (case.float() * (s.view(-1, 1) if s.dim() else s)).to(dtype)
+        out = dequant.fp8_scaled_to(case, s, dtype)
+        assert out.shape == ref.shape and out.dtype == dtype
+        nan = ref.isnan()
+        assert torch.equal(out.isnan(), nan)
+        _assert_same_bits(torch.where(nan, 0, out), torch.where(nan, 0, ref))
+
+
+def test_cpu_goes_native_other_devices_keep_to(monkeypatch):
+    """A CPU weight (eager or compiled) converts through the C kernel; a meta one keeps ``.to()``."""
     called = []
-    monkeypatch.setattr(dequant, "fp8_to_int", lambda w, d: called.append(w) or w.to(d))
+    real = native.convert
+    monkeypatch.setattr(native, "convert", lambda w, out: called.append(w.shape) or real(w, out))
     w = _all_patterns(torch.float8_e4m3fn)
     _assert_same_bits(dequant.fp8_to(w, torch.bfloat16), w.to(torch.bfloat16))
     meta = torch.empty(64, 32, dtype=torch.float8_e4m3fn, device="meta")
     out = dequant.fp8_to(meta, torch.bfloat16)
     assert out.device.type == "meta" and out.shape == (64, 32) and out.dtype == torch.bfloat16
-    assert called == []
-    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
-    dequant.fp8_to(w, torch.bfloat16)
-    dequant.fp8_to(meta, torch.bfloat16)
-    assert len(called) == 1 and torch.equal(called[0].view(torch.uint8), w.view(torch.uint8))
+    assert called == [(256,)]
+
+
+_PROBE = """
+import logging, torch, fp8pass.dequant as d, fp8pass.native as n
+logging.basicConfig(level=logging.WARNING, format="%(message)s")
+w = torch.arange(256, dtype=torch.int32).to(torch.uint8).view(torch.float8_e4m3fn)
+for _ in range(3):
+    out = torch.ops.fp8pass.fp8_to_cpu(w, torch.bfloat16)
+assert torch.equal(out.view(torch.int16), w.to(torch.bfloat16).view(torch.int16))
+print("KERNEL", n.kernel() is not None)
+"""
+
+
+def _probe(tmp_path, **env):
+    import os
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _PROBE],
+        env={**os.environ, "FP8PASS_CACHE_DIR": str(tmp_path), **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout, done.stderr
+
+
+def test_kernel_is_built_once_into_the_cache_folder(tmp_path):
+    out, _ = _probe(tmp_path)
+    assert "KERNEL True" in out
+    built = sorted(p.name for p in (tmp_path / "native").iterdir())
+    assert len(built) == 1 and built[0].startswith("fp8_convert-") and built[0].endswith(".so"), built
+    stamp = (tmp_path / "native" / built[0]).stat().st_mtime_ns
+    _probe(tmp_path)  # a second process loads it, builds nothing
+    assert sorted(p.name for p in (tmp_path / "native").iterdir()) == built
+    assert (tmp_path / "native" / built[0]).stat().st_mtime_ns == stamp
+
+
+def test_without_a_working_compiler_conversion_falls_back_to_to_and_says_so(tmp_path):
+    out, err = _probe(tmp_path, CC="false")
+    assert "KERNEL False" in out
+    assert err.count("convert with torch's .to()") == 1, err
+    assert not list((tmp_path / "native").glob("*.so"))  # no half-built library left behind
+    out, err = _probe(tmp_path, FP8PASS_NATIVE="0")
+    assert "KERNEL False" in out and "convert with torch's .to()" not in err
 
 
 def test_ops_on_meta_tensors():
@@ -115,34 +199,37 @@ class _LinearConv(nn.Module):
 
 
 @pytest.mark.inductor
-@pytest.mark.skipif(
-    torch.__version__ < "2.13",
-    reason="torch 2.11: torch.compiler.is_compiling() is False while AOT autograd traces the "
-    "decomposition, so the cast path keeps .to() there (the same bits, without the speed-up)",
-)
-def test_compiled_cast_path_is_unchanged(monkeypatch):
-    """fp8pass's compiled cast path (default config, Inductor) on a Linear + Conv2d model gives the
-    same bits with the integer conversion as with the native ``.to()`` it replaced, and its
-    decomposition did go through the integer conversion (caches off, so that AOT autograd traces)."""
+def test_compiled_cast_path_is_the_bf16_model_on_dequantized_weights(monkeypatch):
+    """fp8pass's compiled cast path (default config, Inductor) on a Linear + Conv2d model: each
+    weight goes through one scaled-conversion call, and the output is bit for bit what plain
+    Inductor gives for the same model holding the dequantized weights (caches off, so that AOT
+    autograd traces). The GPU-style graph (conversion, matmul, then scale) stays within FP8's
+    fidelity of it."""
     torch.manual_seed(0)
     model = _LinearConv().to(torch.bfloat16).requires_grad_(False)
     for w in (model.conv.weight, model.fc.weight):  # small entries: FP8 subnormals after scaling
         w[:, :16] *= torch.logspace(-1, -4, 16, dtype=w.dtype).view(1, 16, *[1] * (w.dim() - 2))
     x = torch.randn(2, 4, 16, 16, dtype=torch.bfloat16)
-    traced = []
-    real = dequant.fp8_to_int
-    monkeypatch.setattr(dequant, "fp8_to_int", lambda w, d: traced.append(d) or real(w, d))
 
-    def compiled_output():
+    def compiled(m, backend):
         torch._dynamo.reset()
-        be = fp8pass.FP8Backend(inner="inductor")
         with torch._inductor.config.patch(force_disable_caches=True), torch.no_grad():
-            return torch.compile(copy.deepcopy(model), backend=be)(x)
+            return run_and_get_code(torch.compile(m, backend=backend), x)
 
-    new = compiled_output()
-    assert traced.count(torch.bfloat16) >= 2  # the conv and the linear (fake kernel and decomposition)
-    traced.clear()
-    monkeypatch.setattr(dequant, "uses_int_path", lambda w, d: False)
-    old = compiled_output()
-    assert traced == []
-    assert torch.equal(new.view(torch.int16), old.view(torch.int16))
+    be = fp8pass.FP8Backend(inner="inductor")
+    new, codes = compiled(copy.deepcopy(model), be)
+    converted = [r for r in be.report() if r.converted]
+    assert len(converted) >= 2  # the 64-channel conv and fc (the boundary layers stay)
+    assert "\n".join(codes).count("fp8pass.fp8_scaled_to_cpu.default(") == len(converted)
+    reference = copy.deepcopy(model)
+    for row in converted:
+        layer = reference.get_submodule(row.name)
+        q, scale = quantize_weight(layer.weight, torch.float8_e4m3fn, "channel")
+        layer.weight.copy_(dequantize_weight(q, scale, torch.bfloat16))
+    ref, _ = compiled(reference, "inductor")
+    assert torch.equal(new.view(torch.int16), ref.view(torch.int16))
+    monkeypatch.setattr(ops, "uses_native", lambda w, d: False)
+    monkeypatch.setattr(dequant, "uses_native", lambda w, d: False)
+    old, codes = compiled(copy.deepcopy(model), fp8pass.FP8Backend(inner="inductor"))
+    assert "fp8pass.fp8_" not in "\n".join(codes)
+    assert sqnr(ref, old) > 40

@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 from torch.fx.experimental.proxy_tensor import make_fx
 
-from fp8pass import ops
+from fp8pass import dequant, ops
 from fp8pass.quantize import quantize_weight
 
 from .helpers import BF16, ROWWISE_CPU, needs_rowwise_cpu, sqnr
@@ -120,9 +120,12 @@ def test_ops_are_named_in_the_fp8pass_namespace():
     }
 
 
-def test_cast_decomposition_is_cast_mm_then_scale():
-    """Traced with the decompositions, the cast op becomes aten ops with the weight's only
-    producer a dtype conversion, and the scale multiplying the matmul's output."""
+def test_cast_decomposition_is_cast_mm_then_scale(monkeypatch):
+    """Traced with the decompositions off the CPU path (what a GPU compiles), the cast op becomes
+    aten ops with the weight's only producer a dtype conversion, and the scale multiplying the
+    matmul's output."""
+    monkeypatch.setattr(ops, "uses_native", lambda w, d: False)
+    monkeypatch.setattr(dequant, "uses_native", lambda w, d: False)
     x, w, q, scale, b = _linear_case("channel")
     gm = make_fx(lambda *a: torch.ops.fp8pass.linear(*a), decomposition_table=ops.DECOMPOSITIONS)(
         x, q, scale, b
@@ -138,6 +141,27 @@ def test_cast_decomposition_is_cast_mm_then_scale():
     (other,) = [n for n in mul.all_input_nodes if n is not _through_views(list(gm.graph.nodes)[2])]
     assert _producer_chain(other)[-1] in (torch.ops.aten.mm.default, torch.ops.aten.addmm.default)
     torch.testing.assert_close(gm(x, q, scale, b), ops.linear(x, q, scale, b))
+
+
+@pytest.mark.parametrize("granularity", ["channel", "tensor"])
+def test_cpu_cast_decomposition_is_the_bf16_matmul_on_a_scaled_conversion(granularity):
+    """On a CPU the weight is converted already scaled by one op call, and the layer is the bf16
+    model's own matmul with its bias: no op after it (what keeps Inductor's kernels and a small
+    layer's cost those of the bf16 model)."""
+    x, w, q, scale, b = _linear_case(granularity)
+    gm = make_fx(lambda *a: torch.ops.fp8pass.linear(*a), decomposition_table=ops.DECOMPOSITIONS)(
+        x, q, scale, b
+    )
+    targets = [n.target for n in gm.graph.nodes if n.op == "call_function"]
+    weight, scale_node = list(gm.graph.nodes)[1:3]
+    (convert,) = weight.users
+    assert convert.target == torch.ops.fp8pass.fp8_scaled_to_cpu.default and scale_node in convert.args
+    assert targets.count(torch.ops.fp8pass.fp8_scaled_to_cpu.default) == 1
+    assert not {torch.ops.aten.mul.Tensor, torch.ops.aten._to_copy.default} & set(targets), targets
+    assert torch.ops.aten.addmm.default in targets  # the bias goes into the matmul
+    view = scale.view(-1, 1) if scale.dim() else scale
+    ref = F.linear(x, (q.float() * view).to(BF16), b)
+    assert torch.equal(gm(x, q, scale, b), ref)
 
 
 def _through_views(node):

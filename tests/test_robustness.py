@@ -8,6 +8,7 @@ import torch
 import torch.nn as nn
 
 from fp8pass import FP8Backend, FP8Config, guards
+from fp8pass.released import Watched
 
 from .helpers import (
     BF16,
@@ -44,13 +45,15 @@ def test_two_models_of_one_class_with_one_backend_each_use_their_own_weights(toy
 
 def test_a_graph_reused_for_an_unseen_model_runs_its_weights_and_says_they_stay(toy_input):
     """When Dynamo does reuse a graph for parameters fp8pass never indexed (here: b's parameters
-    are given the watched class by hand, so the guards match), b's weights are quantized on first
+    that a's released weights have are given the watched class by hand, so the guards match), b's weights are quantized on first
     use and run in FP8, and a warning says their originals stay."""
     a, b = _toy(0), _toy(1)
     ref_b = run(copy.deepcopy(b), toy_input)
     be = FP8Backend(inner="aot_eager")
     run(torch.compile(a, backend=be), toy_input)
-    guards.watch(b)
+    for name, param in a.named_parameters():  # the classes a's released weights now have
+        if isinstance(param, Watched):
+            guards.watch(b, b.get_parameter(name))
     with pytest.warns(UserWarning, match="reused for another model of the same class"):
         out_b = run(torch.compile(b, backend=be), toy_input)
     assert sqnr(ref_b, out_b) > TOY_MIN_DB

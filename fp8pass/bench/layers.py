@@ -23,7 +23,7 @@ from ..quantize import quantize_weight
 from . import zoo
 from .variants import draw_progress, resolve_device, time_ms
 
-__all__ = ["LayerShape", "format_layer_results", "layer_shapes", "run_layer_benchmark"]
+__all__ = ["LayerShape", "format_layer_results", "layer_functions", "layer_shapes", "run_layer_benchmark"]
 
 _CONV_FNS = {4: F.conv2d, 5: F.conv3d}
 
@@ -71,7 +71,7 @@ def layer_shapes(model_name: str) -> Counter[LayerShape]:
     return found
 
 
-def _functions(shape: LayerShape, device: torch.device) -> dict[str, tuple[Any, tuple]]:
+def layer_functions(shape: LayerShape, device: torch.device) -> dict[str, tuple[Any, tuple]]:
     g = torch.Generator(device=device).manual_seed(0)
     x = torch.randn(shape.x, generator=g, device=device).to(torch.bfloat16)
     w = (torch.randn(shape.w, generator=g, device=device) * 0.02).to(torch.bfloat16)
@@ -135,7 +135,7 @@ def run_layer_benchmark(
             "w": shape.w,
         }
         with torch.no_grad():
-            for label, (fn, args) in _functions(shape, dev).items():
+            for label, (fn, args) in layer_functions(shape, dev).items():
                 torch._dynamo.reset()
                 try:
                     row[f"{label} ms"] = _median_ms(

@@ -1,0 +1,255 @@
+/* FP8 (float8_e4m3fn, float8_e5m2) -> bfloat16 / float16 / float32 on the CPU, bit for bit what
+ * torch's ``weight.to(dtype)`` gives, NaN included (bf16: the canonical 0x7FC0 whatever the sign;
+ * fp16 and fp32: the sign and the mantissa left-aligned, quiet bit set).
+ *
+ * Plain C99, no torch headers: fp8pass/native.py compiles it once per machine with the system C
+ * compiler into fp8pass's cache folder and calls it through ctypes from the ``fp8pass::fp8_to_cpu``
+ * op. The element loop is branch-free integer arithmetic that the compiler vectorizes (SSE2 at -O3
+ * on any x86-64; AVX2 / AVX-512 with -DFP8PASS_CLONES, one body per ISA picked by the dynamic
+ * loader). Built with -fopenmp, a large conversion is split over threads; the OpenMP runtime is the
+ * one torch already loaded (libgomp.so.1), as for Inductor's own CPU kernels.
+ *
+ * Build: cc -O3 -shared -fPIC -std=c99 [-DFP8PASS_CLONES] [-fopenmp] fp8_convert.c -o fp8_convert.so
+ */
+#include <stddef.h>
+#include <stdint.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* Bumped whenever a signature below changes; fp8pass/native.py checks it after loading. */
+#define FP8PASS_ABI_VERSION 3
+
+/* Source kinds and target kinds; kind = 3 * src + dst. */
+enum { SRC_E4M3FN = 0, SRC_E5M2 = 1 };
+enum { DST_BF16 = 0, DST_FP16 = 1, DST_FP32 = 2 };
+
+#if defined(FP8PASS_CLONES) && defined(__x86_64__) && defined(__GNUC__) && defined(__linux__)
+/* One body per ISA, chosen once by the dynamic loader (ifunc); no -march=native needed. */
+#define VEC __attribute__((target_clones("arch=skylake-avx512", "avx2", "default")))
+#else
+#define VEC __attribute__((noinline))
+#endif
+
+/* a where c (0 or 1) else b, without a branch: compilers turn it into vector blends */
+static inline uint16_t sel16(uint16_t c, uint16_t a, uint16_t b) {
+    uint16_t m = (uint16_t)(0u - c);
+    return (uint16_t)((a & m) | (b & (uint16_t)~m));
+}
+
+/* The 16-bit bits of FP8 byte `b` in bf16 (tm = 7, tb = 127, te = 8) or fp16 (10, 15, 5), all in
+ * 16-bit arithmetic (16 lanes per AVX2 vector): every parameter is a constant once inlined.
+ * Source: e4m3fn (3 mantissa bits, bias 7, NaN = S.1111.111, no infinity) or e5m2 (2, 15, IEEE).
+ * A source subnormal m * 2^(1 - sb - sm) (m < 8) is normal in every target: its leading one is
+ * at bit e = (m >= 2) + (m >= 4); the exponent is re-biased by e and the mantissa shifted up by
+ * tm - e, written as a multiply (SSE2/AVX2 have no per-lane 16-bit variable shift).
+ * Returns NaN as .to() does: with bf16 = 1 the canonical 0x7FC0 whatever the sign; else the sign,
+ * the source mantissa left-aligned, the quiet bit set (fp16; fp32's top half through to32).
+ * Comparisons are written as masks and equalities: AVX2 has no unsigned 16-bit compare, and gcc 12
+ * widened `mag < (1 << sm)` (and `(mag >> sm) == 0`) to 32-bit lanes, 1.5x slower. */
+static inline uint16_t to16(uint16_t b, int e5m2, int tm, int tb, int te, int bf16) {
+    const int sm = e5m2 ? 2 : 3, sb = e5m2 ? 15 : 7;
+    const uint16_t mant_mask = (uint16_t)((1 << tm) - 1), exp_ones = (uint16_t)(((1 << te) - 1) << tm);
+    uint16_t sign = (uint16_t)((b & 0x80) << 8);
+    uint16_t mag = b & 0x7F;
+    uint16_t m = (uint16_t)(b & ((1 << sm) - 1));
+    uint16_t bits;
+    if (e5m2 && tm == 10) {
+        bits = (uint16_t)(mag << 8); /* e5m2 is fp16 with its low byte cut off */
+    } else {
+        uint16_t normal = (uint16_t)((mag << (tm - sm)) + ((tb - sb) << tm));
+        uint16_t e = (uint16_t)(((m >> 1) != 0) + (sm == 3 ? ((m >> 2) != 0) : 0));
+        uint16_t mult = sel16((m >> 1) != 0, (uint16_t)(1 << (tm - 1)), (uint16_t)(1 << tm));
+        if (sm == 3) mult = sel16((m >> 2) != 0, (uint16_t)(1 << (tm - 2)), mult);
+        uint16_t sub = (uint16_t)(((tb - sb - sm + 1 + e) << tm) | ((uint16_t)(m * mult) & mant_mask));
+        bits = sel16((mag & (0x7F & ~((1 << sm) - 1))) == 0, sel16(mag == 0, 0, sub), normal);
+        if (e5m2) bits = sel16((mag >> 2) == 0x1F, exp_ones, bits); /* infinity */
+    }
+    bits |= sign;
+    uint16_t nan = bf16 ? (uint16_t)0x7FC0
+                        : (uint16_t)(sign | exp_ones | (1 << (tm - 1)) | (m << (tm - sm)));
+    return sel16(e5m2 ? (((mag >> 2) == 0x1F) & (m != 0)) : (mag == 0x7F), nan, bits);
+}
+
+/* fp32: every FP8 value is exact in bf16, whose bits are fp32's top half, and so is a NaN's
+ * sign, quiet bit and (left-aligned) payload: fp32's low half is always zero. bf16 = 0 gives the
+ * payload-keeping NaN instead of bf16's canonical one. */
+static inline uint32_t to32(uint16_t b, int e5m2) {
+    return (uint32_t)to16(b, e5m2, 7, 127, 8, 0) << 16;
+}
+
+#define LOOP16(NAME, E5M2, TM, TB, TE, BF16)                                                    \
+    VEC static void NAME(const uint8_t *restrict s, uint16_t *restrict d, int64_t n) {        \
+        for (int64_t i = 0; i < n; i++) d[i] = to16(s[i], E5M2, TM, TB, TE, BF16);           \
+    }
+#define LOOP32(NAME, E5M2)                                                                      \
+    VEC static void NAME(const uint8_t *restrict s, uint32_t *restrict d, int64_t n) {        \
+        for (int64_t i = 0; i < n; i++) d[i] = to32(s[i], E5M2);                             \
+    }
+
+LOOP16(e4m3_bf16, 0, 7, 127, 8, 1)
+LOOP16(e4m3_fp16, 0, 10, 15, 5, 0)
+LOOP32(e4m3_fp32, 0)
+LOOP16(e5m2_bf16, 1, 7, 127, 8, 1)
+LOOP16(e5m2_fp16, 1, 10, 15, 5, 0)
+LOOP32(e5m2_fp32, 1)
+
+static void convert_range(int kind, const uint8_t *s, void *d, int64_t lo, int64_t hi) {
+    int64_t n = hi - lo;
+    s += lo;
+    switch (kind) {
+    case 0: e4m3_bf16(s, (uint16_t *)d + lo, n); break;
+    case 1: e4m3_fp16(s, (uint16_t *)d + lo, n); break;
+    case 2: e4m3_fp32(s, (uint32_t *)d + lo, n); break;
+    case 3: e5m2_bf16(s, (uint16_t *)d + lo, n); break;
+    case 4: e5m2_fp16(s, (uint16_t *)d + lo, n); break;
+    case 5: e5m2_fp32(s, (uint32_t *)d + lo, n); break;
+    default: break;
+    }
+}
+
+/* ---- scaled: out = dst(float(fp8) * scale[row]), what torch's (q.float() * scale).to(dst) gives */
+
+static inline float bits_f32(uint32_t u) {
+    union { uint32_t u; float f; } v = {u};
+    return v.f;
+}
+static inline uint32_t f32_bits(float f) {
+    union { float f; uint32_t u; } v = {f};
+    return v.u;
+}
+
+/* float32 -> bfloat16, round to nearest even; NaN -> 0x7FC0 (c10::BFloat16's rule) */
+static inline uint16_t f32_to_bf16(float f) {
+    uint32_t u = f32_bits(f);
+    uint16_t r = (uint16_t)((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+    return sel16((u & 0x7FFFFFFFu) > 0x7F800000u, (uint16_t)0x7FC0, r);
+}
+
+/* float32 -> float16, round to nearest even (IEEE, what F16C's vcvtps2ph gives): overflow to
+ * infinity, subnormals rounded at 2^-24. NaN keeps sign and top payload bits, quiet. */
+static inline uint16_t f32_to_f16(float f) {
+    uint32_t u = f32_bits(f);
+    uint16_t sign = (uint16_t)((u >> 16) & 0x8000u);
+    uint32_t a = u & 0x7FFFFFFFu;
+    uint16_t normal = (uint16_t)((a - 0x38000000u + 0x0FFFu + ((a >> 13) & 1u)) >> 13);
+    /* below 2^-14: the integer nearest a * 2^24 (ties to even through the 2^23 trick), exact */
+    float scaled = bits_f32(a) * 16777216.0f;
+    uint16_t sub = (uint16_t)(uint32_t)((scaled + 8388608.0f) - 8388608.0f);
+    uint16_t nan = (uint16_t)(0x7E00u | ((a >> 13) & 0x3FFu));
+    uint16_t r = a < 0x38800000u ? sub : normal;
+    r = a >= 0x477FF000u ? (uint16_t)0x7C00 : r;
+    r = a > 0x7F800000u ? nan : r;
+    return (uint16_t)(sign | r);
+}
+
+/* Every FP8 value as float32 (exact), per source format: the scaled loops read the table, which
+ * measured ~2x faster than converting each byte's bits before the multiply (a gather, then one
+ * multiply and one rounding per element). Filled once when the library loads. */
+static float VALUES[2][256];
+
+__attribute__((constructor)) static void fill_values(void) {
+    for (int b = 0; b < 256; b++) {
+        VALUES[0][b] = bits_f32(to32((uint16_t)b, 0));
+        VALUES[1][b] = bits_f32(to32((uint16_t)b, 1));
+    }
+}
+
+/* rows [r0, r1) of a (rows, inner) weight, row r times scale[r] (per_row) or scale[0]: one call
+ * per range, so that a small weight pays one dispatch through the ISA clones, not one per row */
+#define SCALED(NAME, E5M2, OUT_T, FROM_F32)                                                        \
+    VEC static void NAME(const uint8_t *restrict s, OUT_T *restrict d, int64_t r0, int64_t r1,     \
+                         int64_t inner, const float *restrict scale, int per_row) {                 \
+        const float *restrict values = VALUES[E5M2];                                               \
+        for (int64_t r = r0; r < r1; r++) {                                                        \
+            const float sc = scale[per_row ? r : 0];                                               \
+            const uint8_t *sr = s + r * inner;                                                     \
+            OUT_T *dr = d + r * inner;                                                             \
+            for (int64_t i = 0; i < inner; i++) dr[i] = FROM_F32(values[sr[i]] * sc);              \
+        }                                                                                          \
+    }
+#define F32_OUT(f) f32_bits(f)
+SCALED(e4m3_bf16_s, 0, uint16_t, f32_to_bf16)
+SCALED(e4m3_fp16_s, 0, uint16_t, f32_to_f16)
+SCALED(e4m3_fp32_s, 0, uint32_t, F32_OUT)
+SCALED(e5m2_bf16_s, 1, uint16_t, f32_to_bf16)
+SCALED(e5m2_fp16_s, 1, uint16_t, f32_to_f16)
+SCALED(e5m2_fp32_s, 1, uint32_t, F32_OUT)
+
+static void scaled_rows(int kind, const uint8_t *s, void *d, int64_t r0, int64_t r1, int64_t inner,
+                        const float *scale, int per_row) {
+    switch (kind) {
+    case 0: e4m3_bf16_s(s, (uint16_t *)d, r0, r1, inner, scale, per_row); break;
+    case 1: e4m3_fp16_s(s, (uint16_t *)d, r0, r1, inner, scale, per_row); break;
+    case 2: e4m3_fp32_s(s, (uint32_t *)d, r0, r1, inner, scale, per_row); break;
+    case 3: e5m2_bf16_s(s, (uint16_t *)d, r0, r1, inner, scale, per_row); break;
+    case 4: e5m2_fp16_s(s, (uint16_t *)d, r0, r1, inner, scale, per_row); break;
+    case 5: e5m2_fp32_s(s, (uint32_t *)d, r0, r1, inner, scale, per_row); break;
+    default: break;
+    }
+}
+
+/* out = dst(float(src) * scale): src is (rows, inner) FP8 bytes, scale is `rows` float32 values
+ * (per_row = 1) or one (per_row = 0). Rows are split over `nthreads` OpenMP threads when built
+ * with OpenMP and rows * inner >= min_parallel. Returns 0, or -1 for an unknown kind. */
+int fp8pass_convert_scaled(const void *src, void *dst, int64_t rows, int64_t inner, int kind,
+                           const float *scale, int per_row, int nthreads, int64_t min_parallel) {
+    if (kind < 0 || kind > 5) return -1;
+    if (rows <= 0 || inner <= 0) return 0;
+#ifdef _OPENMP
+    if (nthreads > 1 && rows > 1 && rows * inner >= min_parallel) {
+        if (rows < nthreads) nthreads = (int)rows;
+#pragma omp parallel num_threads(nthreads)
+        {
+            int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+            scaled_rows(kind, (const uint8_t *)src, dst, rows * t / nt, rows * (t + 1) / nt, inner, scale,
+                        per_row);
+        }
+        return 0;
+    }
+#else
+    (void)nthreads;
+    (void)min_parallel;
+#endif
+    scaled_rows(kind, (const uint8_t *)src, dst, 0, rows, inner, scale, per_row);
+    return 0;
+}
+
+int fp8pass_abi_version(void) { return FP8PASS_ABI_VERSION; }
+
+/* 1 when built with OpenMP (fp8pass_convert can split a conversion over threads), else 0. */
+int fp8pass_has_openmp(void) {
+#ifdef _OPENMP
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+/* Convert the n FP8 bytes at src into dst (n elements of 2 or 4 bytes, per kind), over `nthreads`
+ * OpenMP threads when built with OpenMP and n >= min_parallel, else on the calling thread. src
+ * and dst need no alignment and must not overlap. Returns 0, or -1 for an unknown kind. */
+int fp8pass_convert(const void *src, void *dst, int64_t n, int kind, int nthreads, int64_t min_parallel) {
+    if (kind < 0 || kind > 5) return -1;
+    if (n <= 0) return 0;
+#ifdef _OPENMP
+    if (nthreads > 1 && n >= min_parallel) {
+        /* whole 64-element blocks: every thread's stores start on its own cache line */
+        int64_t blocks = (n + 63) / 64;
+        if (blocks < nthreads) nthreads = (int)blocks;
+#pragma omp parallel num_threads(nthreads)
+        {
+            int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+            int64_t lo = (blocks * t / nt) * 64, hi = (blocks * (t + 1) / nt) * 64;
+            if (hi > n) hi = n;
+            if (lo < hi) convert_range(kind, (const uint8_t *)src, dst, lo, hi);
+        }
+        return 0;
+    }
+#else
+    (void)nthreads;
+    (void)min_parallel;
+#endif
+    convert_range(kind, (const uint8_t *)src, dst, 0, n);
+    return 0;
+}
