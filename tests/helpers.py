@@ -166,8 +166,10 @@ def _fp8_round_trip(t, dims, dtype=torch.float8_e4m3fn):
 
 def fake_fp8_output(model, rows, inputs, config):
     """``model``'s output with each converted layer of ``rows`` computed eagerly from an FP8 copy
-    of its weight made here, independently of fp8pass: the weight cast to the activation dtype,
-    the matmul or convolution without bias, then ``* scale + bias`` in float32, rounded once; for
+    of its weight made here, independently of fp8pass: on a CPU the weight times its scale in
+    float32, rounded to the activation dtype, then the layer's own matmul or convolution with its
+    bias; elsewhere the weight cast to the activation dtype, the matmul or convolution without
+    bias, then ``* scale + bias`` in float32, rounded once; for
     ``scaled_mm`` rows the activation is quantized to e4m3 first (per row, or per tensor). This is
     the arithmetic fp8pass promises, so a correct build matches it closely; a wrong or merged
     scale, a dropped bias, another storage dtype or a silently different compute path does not.
@@ -193,6 +195,10 @@ def fake_fp8_output(model, rows, inputs, config):
                     y = y + module.bias.float()
                 y = y.to(x.dtype)
                 return y.movedim(-1, 1) if w.dim() > 2 else y
+            if x.device.type == "cpu":  # the weight scaled before the matmul, the bias inside it
+                wd = (q.float() * (s.reshape(-1, *[1] * (w.dim() - 1)) if s.numel() > 1 else s)).to(x.dtype)
+                bias = None if module.bias is None else module.bias.to(x.dtype)
+                return F.linear(x, wd, bias) if w.dim() == 2 else module._conv_forward(x, wd, bias)
             wq = q.to(x.dtype)
             y = F.linear(x, wq) if w.dim() == 2 else module._conv_forward(x, wq, None)
             y = y.float() * s.view(channel)

@@ -440,27 +440,27 @@ def _fp8_value_misuse(kernel: str) -> tuple[int, list[str]]:
 
 
 @pytest.mark.inductor
-def test_inductor_cast_path_casts_the_weight_alone(toy, toy_input):
-    """In the generated code each fp8 weight is loaded, converted to bf16 and stored: no scale
-    multiply of the full weight (the scales multiply layer outputs instead). On the CPU the
-    conversion is fp8pass.dequant's op ``fp8pass::fp8_to_cpu``, called with the weight and the
-    target dtype and nothing else."""
+def test_inductor_cast_path_converts_each_weight_in_one_call(toy, toy_input):
+    """On the CPU each FP8 weight (a graph input) goes through exactly one call of
+    ``fp8pass::fp8_scaled_to_cpu`` with its own scale and the activation dtype, and no kernel
+    Inductor generates reads an FP8 value: the layer after it is the bf16 model's matmul."""
     ref = run(copy.deepcopy(toy), toy_input)
     cm, be = compile_fp8(toy, FP8Config(compute="cast"), inner="inductor", fullgraph=True)
     with torch.no_grad():
         out, codes = run_and_get_code(cm, toy_input)
-    code = codes[0]  # the model's graph (another is the conversion op's own compile, on first use)
+    (code,) = codes  # the model's graph and nothing else: no compile of fp8pass's own
     assert sqnr(ref, out) > 25
     kernels = re.findall(r"async_compile\.cpp_pybinding\(.*?r\'\'\'(.*?)\'\'\'", code, flags=re.S)
-    results = [_fp8_value_misuse(k) for k in kernels]
+    assert [_fp8_value_misuse(k) for k in kernels] == [(0, [])] * len(kernels)
     wrapper = code[code.index("def call(") :]
-    # the CPU's conversion op: the weight (a graph input) and the dtype in, so no scale takes part
-    int_calls = re.findall(
-        r"torch\.ops\.fp8pass\.fp8_to_cpu\.default\((arg\d+_1), torch\.bfloat16\)", wrapper
+    calls = re.findall(
+        r"torch\.ops\.fp8pass\.fp8_scaled_to_cpu\.default\((arg\d+_1), (arg\d+_1), torch\.bfloat16\)", wrapper
     )
-    assert wrapper.count("fp8_to_cpu.default(") == len(int_calls)
-    assert sum(n for n, _ in results) + len(int_calls) >= TOY_CONVERTED_WEIGHTS
-    assert [line for _, bad in results for line in bad] == []
+    assert wrapper.count("fp8pass.fp8_scaled_to_cpu.default(") == len(calls)
+    assert "fp8pass.fp8_to_cpu.default(" not in wrapper
+    pairs = dict(calls)  # a shared weight is converted per use, always with its own scale
+    assert len(pairs) == len(set(pairs.values())) == TOY_CONVERTED_WEIGHTS
+    assert all(pairs[w] == s for w, s in calls)
 
 
 def test_fp8_value_tracker_catches_a_scaled_weight():

@@ -5,7 +5,12 @@ them; kohya ``lora_unet_*`` keys that diffusers converts; a LoRA that also targe
 and output layers). Each output is compared with the bf16 model after the same calls: within the
 FP8 floor (FLOORS_DB) and nearer it than the same model without the change."""
 
+import atexit
 import copy
+import inspect
+import json
+import os
+import re
 
 import pytest
 import torch
@@ -25,6 +30,12 @@ peft = pytest.importorskip("peft")
 #: effect (11-26 dB, lora_files.SCALE) and fails the "nearer than without" check.
 FLOORS_DB = {"flux": 27, "sd3": 27, "wan": 27, "sdxl": 21}
 CONFIG = FP8Config(min_weight_numel=0)  # the tiny models' layers are all below the default size
+
+#: FP8PASS_RECORD_LORA=path: every check's numbers go to that JSON (benchmarks/lora_operations.py
+#: runs this file so, and docs/lora.md's table is generated from the file it writes)
+_RECORD: list[dict] = []
+if os.environ.get("FP8PASS_RECORD_LORA"):
+    atexit.register(lambda: open(os.environ["FP8PASS_RECORD_LORA"], "w").write(json.dumps(_RECORD, indent=1)))
 
 
 def _compiled(model, config=CONFIG):
@@ -54,6 +65,7 @@ class Twin:
         else:
             self.model = copy.deepcopy(self.ref)
         self.cm = self.be = None
+        self.last = "compile"
         if timing == "after compile":
             self.compile()
 
@@ -66,6 +78,8 @@ class Twin:
 
     def both(self, call):
         """``call(model, which)`` on the reference and the FP8 model."""
+        source = inspect.getsource(call).strip()
+        self.last = re.sub(r"^.*?lambda [^:]*: ", "", source).removesuffix(")").replace("t.pipe(w)", "pipe")
         call(self.ref, "ref")
         call(self.model, "fp8")
 
@@ -79,6 +93,15 @@ class Twin:
             self.compile()
         ref, out = lf.run(self.ref, self.inputs), self.out()
         db = sqnr(ref, out)
+        _RECORD.append(
+            dict(
+                model=self.kind,
+                when=self.timing,
+                operation=self.last,
+                sqnr_db=round(db, 2),
+                without_db=None if without is None else round(sqnr(ref, without), 2),
+            )
+        )
         assert db >= FLOORS_DB[self.kind], db
         if without is not None:
             assert db > sqnr(ref, without) + 3, (db, sqnr(ref, without))
