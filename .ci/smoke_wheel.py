@@ -77,6 +77,9 @@ converted = sum(r.converted for r in be.report())
 db = 20 * torch.log10(want.float().norm() / (want.float() - out.float()).norm()).item()
 assert converted > 0 and be.num_quantized == 0 and db > 20, (converted, be.num_quantized, db)
 print(f"convert + load_model: {converted} layers FP8 from the file, SQNR {db:.1f} dB against bf16")
+from fp8pass import native  # the wheel ships the C source, and the kernel builds from it
+assert native.SOURCE.is_file() and "site-packages" in str(native.SOURCE), native.SOURCE
+assert native.kernel() is not None, "the CPU conversion kernel did not build from the installed wheel"
 """
 
 if __name__ == "__main__":

@@ -143,9 +143,9 @@ class StageTimer:
 FP8PASS_STAGES = {
     "plan": [
         ("backend", "FP8Backend._graph_parameters"),
-        ("backend", "_model_and_structure"),
+        ("backend", "_owner"),
         ("backend", "layer_names"),
-        ("_compat", "autocast_regions"),
+        ("backend", "autocast_regions"),
         ("backend", "plan"),
     ],
     "quantize": [("store", "get_or_quantize"), ("backend", "FP8Backend._fp8_inputs")],
@@ -153,7 +153,7 @@ FP8PASS_STAGES = {
     "release + guards": [
         ("backend", "FP8Backend._restore_unconverted"),
         ("backend", "refuse_unloaded_or_training"),
-        ("backend", "_first_sight"),
+        ("store", "first_sight"),
         ("backend", "FP8Backend._release"),
     ],
     "report": [("backend", "FP8Backend._record")],
@@ -168,9 +168,9 @@ def instrument(timer: StageTimer, fp8pass_too: bool) -> None:
     cfx.compile_fx = timer.wrap("inductor compile_fx", cfx.compile_fx, root=True)
     if not fp8pass_too:
         return
-    from fp8pass import _compat, backend, store
+    from fp8pass import backend, store
 
-    modules = {"backend": backend, "_compat": _compat, "store": store}
+    modules = {"backend": backend, "store": store}
     for names in FP8PASS_STAGES.values():
         for mod, name in names:
             owner = modules[mod]

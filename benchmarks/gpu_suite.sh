@@ -12,8 +12,11 @@
 # each flux-dev variant compiles in 85-140 s (caches off) and is timed in ~10 s, so five variants
 # fill a call: name them with BENCH_VARIANTS. `--json` is written after every variant, so a run cut
 # off by the limit keeps what it measured.
-#   BENCH_VARIANTS='"bf16 eager" "bf16 compiled" "fp8pass cast" "fp8pass scaled_mm per-row"' \
-#     bash benchmarks/gpu_suite.sh flux-dev          # then: sd15 sdxl, then sd35-medium wan21-1.3b
+#   BENCH_VARIANTS='"bf16 compiled" "fp8pass cast" "fp8pass scaled_mm per-row" "torchao fp8 dynamic per-row compiled" "torchao fp8 weight-only compiled"' \
+#     bash benchmarks/gpu_suite.sh flux-dev          # issue 29's first call: fp8pass and torchao in one process
+#   BENCH_VARIANTS='"bf16 compiled" "fp8pass cast max-autotune" "fp8pass scaled_mm per-row fused"' \
+#     bash benchmarks/gpu_suite.sh flux-dev          # second: max-autotune and fused projections
+#   then: sd15 sdxl (their rows), and CROSSOVERS=1 for compute="auto"'s table (benchmarks/crossovers.py)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 if ls .whl/*.whl >/dev/null 2>&1; then
@@ -34,5 +37,8 @@ for m in "${models[@]}"; do
     ${variants[@]+--variants "${variants[@]}"} 2>&1 | tail -20 | tee -a "$out/bench.log"
 done
 python3 -m fp8pass layers --model "${models[0]}" --max-m 256 --json "$out/layers-${models[0]}.json" 2>&1 | tail -40 | tee "$out/layers.log"
+if [ -n "${CROSSOVERS:-}" ]; then
+  python3 benchmarks/crossovers.py measure --model "${models[0]}" --json "$out/crossovers-${models[0]}.json" 2>&1 | tail -5 | tee "$out/crossovers.log"
+fi
 # peak GPU memory while loading an FP8 checkpoint into a meta skeleton (issue 7: the 16 GB card case)
 python3 benchmarks/load_memory.py --model "${models[0]}" --device cuda --json "$out/load-memory-${models[0]}.json" 2>&1 | tail -3 | tee "$out/load-memory.log"

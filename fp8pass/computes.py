@@ -9,8 +9,12 @@ benchmark take their choices from :data:`COMPUTES`; ``"auto"`` is resolved per l
 
 from __future__ import annotations
 
+import functools
+import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -20,7 +24,7 @@ from ._compat.matmul import rowwise_scaled_mm_supported
 from ._compat.storage import local_tensor
 from .kinds import KINDS, CallArgs
 
-__all__ = ["AUTO", "COMPUTES", "Compute", "has_fp8_matmul", "resolve_auto"]
+__all__ = ["AUTO", "COMPUTES", "CROSSOVERS", "Compute", "crossover_rows", "has_fp8_matmul", "resolve_auto"]
 
 _fp8 = torch.ops.fp8pass
 
@@ -94,7 +98,45 @@ def has_fp8_matmul(device: torch.device) -> bool:
     return device.type == "cuda" and torch.cuda.get_device_capability(device) >= (8, 9)
 
 
-def resolve_auto(kind: str, weight: torch.Tensor) -> str:
-    """What ``compute="auto"`` picks for one layer: ``"scaled_mm"`` for a matmul whose weight
-    lives on a device with native FP8 matmuls, ``"cast"`` elsewhere."""
-    return "scaled_mm" if KINDS[kind].matmul and has_fp8_matmul(weight.device) else "cast"
+#: Measured per device: below how many rows (tokens) a GEMM of a given size runs faster on the cast
+#: path than as an FP8 matmul (per-row activation quantization costs more than the FP8 matmul saves
+#: while the GEMM is bandwidth-bound). Written by ``benchmarks/crossovers.py`` from a GPU run of it,
+#: which the file names; empty until one is committed, and then ``"auto"`` picks the FP8 matmul for
+#: every matmul on an FP8-capable GPU.
+CROSSOVERS = Path(__file__).parent / "crossovers.json"
+
+
+@functools.cache
+def _crossovers() -> dict[str, list[dict[str, int]]]:
+    return json.loads(CROSSOVERS.read_text())["devices"]
+
+
+def _capability(device: torch.device) -> str:
+    major, minor = torch.cuda.get_device_capability(device)
+    return f"{major}.{minor}"
+
+
+def crossover_rows(device: torch.device, k: int, n: int) -> int:
+    """The fewest rows from which an FP8 matmul of a (K, N) weight beats the cast path on
+    ``device``, from the measured table: the entry for the smallest measured K * N at or above
+    this one (0 where the device or the size was not measured: no threshold)."""
+    entries = _crossovers().get(_capability(device), [])
+    fitting = [e for e in entries if e["max_kn"] >= k * n]
+    return min(fitting, key=lambda e: e["max_kn"])["min_rows"] if fitting else 0
+
+
+def resolve_auto(kind: str, weight: torch.Tensor, rows: int | None = None) -> tuple[str, str]:
+    """What ``compute="auto"`` picks for one layer, and why when it is not the FP8 matmul:
+    ``"scaled_mm"`` for a matmul whose weight lives on a device with native FP8 matmuls, unless
+    the layer's GEMM has fewer ``rows`` than its measured crossover (:data:`CROSSOVERS`);
+    ``"cast"`` elsewhere."""
+    if not (KINDS[kind].matmul and has_fp8_matmul(weight.device)):
+        return "cast", ""
+    n, k = weight.shape[0], math.prod(weight.shape[1:])
+    threshold = crossover_rows(weight.device, k, n)
+    if rows is not None and rows < threshold:
+        return "cast", (
+            f"auto: {rows} rows, below this GPU's measured crossover ({threshold} rows for K={k}, N={n}): "
+            "quantizing the activation would cost more than the FP8 matmul saves"
+        )
+    return "scaled_mm", ""

@@ -168,7 +168,8 @@ def _kernel() -> Kernel | None:
         )
         return None
     problems = []
-    for folder in (cache_dir() / "native", Path(tempfile.gettempdir()) / f"fp8pass-{os.getuid()}" / "native"):
+    user = getattr(os, "getuid", lambda: "user")()
+    for folder in (cache_dir() / "native", Path(tempfile.gettempdir()) / f"fp8pass-{user}" / "native"):
         try:
             for flags in _FLAG_SETS:
                 path = _build(compiler, flags, folder)

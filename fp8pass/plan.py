@@ -10,6 +10,7 @@ report act on.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -237,9 +238,24 @@ def _unconvert_shared_uses(layers: list[Layer]) -> None:
                 layer.reason = shared_with_reason(blocker.name, blocker.reason)
 
 
+def _rows(layer: Layer) -> int | None:
+    """The rows of the layer's GEMM (tokens times batch; a convolution's output positions are not
+    counted here) when the graph has them as a plain number. A symbolic size is not read: turning
+    it into a number would specialize the user's dynamic graph on it (a recompile per size)."""
+    x = _input(layer)
+    val = x.meta.get("example_value") if isinstance(x, fx.Node) else None
+    if val is None or layer.kind != "linear" or not all(type(d) is int for d in val.shape):
+        return None
+    return math.prod(val.shape[:-1])
+
+
 def _choose_compute(layer: Layer, config: FP8Config) -> None:
     w = layer.weight.tensor
-    wanted = resolve_auto(layer.kind, w) if config.compute == AUTO else config.compute
+    wanted = config.compute
+    if wanted == AUTO:
+        wanted, because = resolve_auto(layer.kind, w, _rows(layer))
+        if because:
+            layer.notes.append(because)
     why = COMPUTES[wanted].obstacle(layer.kind, w, layer.call_args, _activation_dtype(layer), config)
     layer.compute = "cast" if why else wanted
     if why:

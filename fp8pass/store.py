@@ -242,6 +242,7 @@ def adopt(
     with _lock:
         _entries.setdefault(param, {})[config.storage_key] = FP8Weight(q, scale, released=True)
     _index_model(model)
+    guards.watch(model, param)
     guards.guard_eager_use(model, param)
 
 

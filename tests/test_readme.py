@@ -1,10 +1,12 @@
-"""Every Python snippet in the README runs as written.
+"""Every Python snippet in README.md and docs/*.md runs as written.
 
 Snippets name things the reader already has (a UNet and its inputs, a model config): ``SETUPS``
 supplies them, tiny, keyed by a line that identifies the snippet, and ``CHECKS`` says what must
 hold afterwards (conversion happened, the output is close to the bf16 model's). The snippet's code
 itself runs verbatim, in a temporary directory; the one substitution is the device, ``"cuda"`` ->
 ``"cpu"`` on a machine without a GPU. A snippet without a setup fails the test: give it one.
+Blocks fenced ``py`` rather than ``python`` are excerpts of flows other tests run whole (the LoRA
+page's: tests/test_lora.py).
 """
 
 import copy
@@ -20,8 +22,13 @@ from fp8pass.bench import zoo
 
 from .helpers import BF16, sqnr
 
-README = (Path(__file__).parent.parent / "README.md").read_text()
-SNIPPETS = re.findall(r"```python\n(.*?)```", README, re.S)
+ROOT = Path(__file__).parent.parent
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+SNIPPETS = [
+    (doc.relative_to(ROOT), snippet)
+    for doc in DOCS
+    for snippet in re.findall(r"```python\n(.*?)```", doc.read_text(), re.S)
+]
 
 _UNET = dict(
     block_out_channels=(64, 128),
@@ -146,19 +153,20 @@ def _setup_for(snippet: str):
 
 
 def test_every_snippet_has_a_setup():
-    assert len(SNIPPETS) == len(SETUPS)
-    for snippet in SNIPPETS:
+    used = {key for _, snippet in SNIPPETS for key in SETUPS if key in snippet}
+    assert used == set(SETUPS), f"setups no snippet uses: {set(SETUPS) - used}"
+    for _, snippet in SNIPPETS:
         _setup_for(snippet)
 
 
 @pytest.mark.inductor  # the snippets compile with Inductor, as a reader's would
-@pytest.mark.parametrize("index", range(len(SNIPPETS)))
+@pytest.mark.parametrize("index", range(len(SNIPPETS)), ids=[f"{d}-{i}" for i, (d, _) in enumerate(SNIPPETS)])
 def test_snippet_runs_as_written(index, tmp_path, monkeypatch):
-    snippet = SNIPPETS[index]
+    doc, snippet = SNIPPETS[index]
     setup, check = _setup_for(snippet)
     if not torch.cuda.is_available():
         snippet = snippet.replace('"cuda"', '"cpu"')
     monkeypatch.chdir(tmp_path)
     ns = setup()
-    exec(compile(snippet, f"README.md python snippet {index + 1}", "exec"), ns)
+    exec(compile(snippet, f"{doc} python snippet {index + 1}", "exec"), ns)
     check(ns)

@@ -23,7 +23,14 @@ from ..quantize import quantize_weight
 from . import zoo
 from .variants import draw_progress, resolve_device, time_ms
 
-__all__ = ["LayerShape", "format_layer_results", "layer_functions", "layer_shapes", "run_layer_benchmark"]
+__all__ = [
+    "LayerShape",
+    "format_layer_results",
+    "layer_functions",
+    "layer_shapes",
+    "median_ms",
+    "run_layer_benchmark",
+]
 
 _CONV_FNS = {4: F.conv2d, 5: F.conv3d}
 
@@ -98,7 +105,7 @@ def layer_functions(shape: LayerShape, device: torch.device) -> dict[str, tuple[
     return fns
 
 
-def _median_ms(fn, args, device: torch.device, steps: int, warmup: int) -> float:
+def median_ms(fn, args, device: torch.device, steps: int, warmup: int) -> float:
     for _ in range(warmup):
         fn(*args)
     return statistics.median(time_ms(lambda: fn(*args), device, steps))
@@ -138,7 +145,7 @@ def run_layer_benchmark(
             for label, (fn, args) in layer_functions(shape, dev).items():
                 torch._dynamo.reset()
                 try:
-                    row[f"{label} ms"] = _median_ms(
+                    row[f"{label} ms"] = median_ms(
                         torch.compile(fn, mode=mode, dynamic=False), args, dev, steps, warmup
                     )
                 except Exception as e:
