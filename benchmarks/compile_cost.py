@@ -445,8 +445,7 @@ def environment(quick: bool) -> dict[str, Any]:
         "diffusers": diffusers.__version__,
         "python": platform.python_version(),
         "quick": quick,
-        "note": "a shared machine: another job used about one of the CPU cores throughout, so absolute "
-        "times are noisy; compare the ratios taken within a repeat",
+        "note": "a shared machine: absolute times are noisy; compare the ratios taken within a repeat",
         "models": QUICK if quick else FULL,
         "inner": "Inductor in sections 1, 2, 5 and 4 (aot_eager with --quick); aot_eager in section 3 (graph counts)",
     }

@@ -26,13 +26,13 @@ MIB = 1 << 20
 #: The main job's committed run, the CPU SD1.5 run, the per-layer overhead runs, the cold
 #: compile run, the LoRA run and the last GPU run: the files the tables are made from.
 MAIN_JOB = RESULTS / "bench-main-job-cpu-2026-12-03.json"
-SD15 = RESULTS / "bench-sd15-cpu-2026-12-03.json"
+SD15 = RESULTS / "bench-sd15-cpu-2026-12-04.json"
 LAYER = {
     "before (nested torch.compile)": RESULTS / "layer-overhead-cpu-2026-12-03-before-nested-compile.json",
     "after (C kernel, scaled)": RESULTS / "layer-overhead-cpu-2026-12-03-after.json",
 }
 COLD = RESULTS / "compile-cost-cpu-2026-12-03.json"
-LORA = RESULTS / "lora-operations-cpu-2026-12-03.json"
+LORA = RESULTS / "lora-operations-cpu-2026-12-04.json"
 GPU = RESULTS / "gpu-h100-2026-11-24" / "bench-flux-dev-a.json"
 
 
@@ -125,32 +125,53 @@ def layer_table() -> str:
     return f"{_md(head, rows)}\n\n*{note}; from `benchmarks/results/layer-overhead-cpu-*.json` (`benchmarks/layer_overhead.py`).*"
 
 
+def _series(values: list[float], digits: int = 1) -> str:
+    """median (min-max) of a list of repeats; the one value where there is one; '-' for none"""
+    if not values:
+        return "-"
+    med = statistics.median(values)
+    return f"{med:.{digits}f}" if len(values) == 1 else _spread(med, min(values), max(values), digits)
+
+
 def cold_table() -> str:
     data = _load(COLD)
     rows = []
-    for r in data["cold_warm"]:
+    for key, r in data["cold_warm"].items():
+        model, _, backend = key.partition(" / ")
         rows.append(
             [
-                r[k]
-                for k in (
-                    "model",
-                    "backend",
-                    "cold first call s",
-                    "cold vs inductor",
-                    "warm (same dir) s",
-                    "cold/warm",
-                )
+                model,
+                backend,
+                str(len(r["cold_first_call_s"])),
+                _series(r["cold_first_call_s"]),
+                _series(r["ratio_to_inductor_cold_per_repeat"], 2),
+                _series(r["warm_first_call_s"]),
+                _series(r["cold_over_warm"], 2),
             ]
         )
     head = [
         "model",
         "backend",
-        "cold first call s (min-max)",
-        "cold vs Inductor",
+        "repeats",
+        "cold first call s",
+        "cold vs Inductor (per repeat)",
         "warm start s",
         "cold / warm",
     ]
-    return f"{_md(head, rows)}\n\n*{data['environment']['date'][:10]}, CPU, fresh cache directory per process; from `{_rel(COLD)}`.*"
+    env = data["environment"]
+    return f"{_md(head, rows)}\n\n*{env['date'][:10]}, CPU ({env['cpu']}, {env['torch_threads']} threads), fresh cache directory per process, median (min-max) over repeats; from `{_rel(COLD)}`.*"
+
+
+def cold_stages_table() -> str:
+    """Where each cold first call went (seconds, median over repeats)."""
+    data = _load(COLD)
+    stages = data["cold_stages"]
+    columns = list(stages)
+    names: list[str] = []
+    for col in columns:
+        names += [n for n in stages[col] if n not in names and n != "graphs"]
+    rows = [[n] + [_series(stages[c].get(n, []), 2) for c in columns] for n in names]
+    return f"{_md(['seconds', *columns], rows)}\n\n*From `{_rel(COLD)}` (`cold_stages`).*"
 
 
 def lora_table() -> str:
@@ -158,7 +179,7 @@ def lora_table() -> str:
     by: dict[tuple[str, str], list[float]] = {}
     without: dict[tuple[str, str], list[float]] = {}
     for r in records:
-        key = (r["operation"], r["model"])
+        key = (" ".join(r["operation"].split()), r["model"])  # a call written over lines: one
         by.setdefault(key, []).append(r["sqnr_db"])
         if r["without_db"] is not None:
             without.setdefault(key, []).append(r["without_db"])
@@ -183,6 +204,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "cpu-sd15": lambda: bench_table(SD15),
     "layer-overhead": layer_table,
     "cold-compile": cold_table,
+    "cold-stages": cold_stages_table,
     "lora": lora_table,
     "gpu-h100": lambda: bench_table(GPU),
 }

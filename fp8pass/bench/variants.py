@@ -95,7 +95,8 @@ class Variant:
     prepare: Callable[[torch.nn.Module, torch.device, dict], Prepared]
     gpu_only_by_default: bool = False  # max-autotune tuning takes many minutes on a CPU
     #: in the CPU main job by default: not the FP8 matmuls (emulated on a CPU, they say nothing
-    #: about a GPU) nor fp8pass's own hook baseline (diffusers' hooks are what people run)
+    #: about a GPU), nor fp8pass's own hook baseline (diffusers' hooks are what people run), nor
+    #: the layer-set comparison with torchao (a researcher's question: ask for it with --variants)
     cpu_default: bool = True
     unsupported: Callable[[torch.device], str] = lambda device: ""
 
@@ -192,7 +193,7 @@ VARIANTS: dict[str, Variant] = {
     "fp8pass scaled_mm per-row fused": Variant(
         _fp8pass("scaled_mm", "channel", fuse=True), gpu_only_by_default=True
     ),
-    "fp8pass cast, torchao's layers": Variant(_fp8pass_torchao_layers),
+    "fp8pass cast, torchao's layers": Variant(_fp8pass_torchao_layers, cpu_default=False),
     "torchao fp8 weight-only compiled": Variant(_torchao("weight_only")),
     "torchao fp8 dynamic per-row compiled": Variant(
         _torchao("dynamic"), unsupported=_needs_sm89, cpu_default=False
