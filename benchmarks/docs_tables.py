@@ -25,7 +25,7 @@ MIB = 1 << 20
 
 #: The main job's committed run, the CPU SD1.5 run, the per-layer overhead runs, the cold
 #: compile run, the LoRA run and the last GPU run: the files the tables are made from.
-MAIN_JOB = RESULTS / "bench-main-job-cpu-2026-12-03.json"
+MAIN_JOB = RESULTS / "bench-main-job-cpu-2026-12-04.json"
 SD15 = RESULTS / "bench-sd15-cpu-2026-12-04.json"
 LAYER = {
     "before (nested torch.compile)": RESULTS / "layer-overhead-cpu-2026-12-03-before-nested-compile.json",

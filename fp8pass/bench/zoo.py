@@ -36,6 +36,7 @@ __all__ = [
     "init_weights",
     "match_pretrained_dtypes",
     "seeded_randn",
+    "tiny_twin",
 ]
 
 
@@ -360,6 +361,17 @@ def build_model(
     float32 or on the CPU), and buffers the constructor computes stay valid.
     """
     return build_from_config(_entry(name).cls, _entry(name).config, device, dtype, seed)
+
+
+def tiny_twin(name: str) -> str | None:
+    """The ``-tiny`` model of ``name``'s class (``flux-dev-tiny`` for every flux-dev entry), or
+    None when ``name`` is tiny itself or its class has none."""
+    if name.endswith("-tiny"):
+        return None
+    if f"{name}-tiny" in MODELS:
+        return f"{name}-tiny"
+    cls = MODELS[name].cls
+    return next((n for n, m in MODELS.items() if n.endswith("-tiny") and m.cls == cls), None)
 
 
 def build_from_config(
