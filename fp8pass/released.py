@@ -61,6 +61,11 @@ _METADATA = frozenset(
         "__len__",
         "requires_grad_",
         "get_device",
+        # torch 2.11's meta_utils asks these while fakifying a parameter (checked on 2.11.0)
+        "_is_view",
+        "is_conj",
+        "is_neg",
+        "is_inference",
         "__format__",
     }
 )
