@@ -7,6 +7,11 @@ one conversion call. Writes benchmarks/results/layer-overhead-cpu-<date>.json.
 Variants: ``bf16`` (plain Inductor), ``fp8 cast`` (fp8pass, the C conversion kernel),
 ``fp8 cast, .to()`` (the same graph with torch's ``.to()`` conversion inlined by Inductor).
 Run it from an older checkout (``--label before``) to measure the code it replaced.
+
+Inductor's caches are off: the ``.to()`` variant's graph has the same cache key as the
+``fp8 cast`` one (what differs is a module attribute the key cannot see), so with caches on both
+variants ran whichever code was compiled first (the 2026-12-03 "after" result measured Inductor's
+inlined ``.to()`` twice, not the C kernel).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import time
 from pathlib import Path
 
 import torch
+import torch._inductor.config
 import torch.nn as nn
 
 import fp8pass
@@ -57,6 +63,7 @@ def main() -> None:
     parser.add_argument("--label", default="after")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    torch._inductor.config.force_disable_caches = True  # see the module docstring
 
     x = torch.randn(1, WIDTH, dtype=torch.bfloat16)
     config = FP8Config(min_weight_numel=0, keep_boundary=False, compute="cast")
@@ -98,16 +105,33 @@ def main() -> None:
         per_layer = [(f - b) / LAYERS for f, b in zip(times["fp8 cast"], times["bf16"], strict=True)]
 
         w = copy.deepcopy(_model()[0].weight).to(torch.float8_e4m3fn)
+        scale = torch.rand(WIDTH)
+        bf16 = torch.bfloat16
         pieces = {
-            "fp8pass::fp8_to_cpu(64x64)": lambda: torch.ops.fp8pass.fp8_to_cpu(w, torch.bfloat16),
-            "torch.empty(64, 64, bf16)": lambda: torch.empty(64, 64, dtype=torch.bfloat16),
-            "aten .to(bf16) (64x64)": lambda: w.to(torch.bfloat16),
+            "fp8pass::fp8_scaled_to_cpu(64x64) through the dispatcher": lambda: (
+                torch.ops.fp8pass.fp8_scaled_to_cpu(w, scale, bf16)
+            ),
+            "torch.empty_like(64x64, bf16)": lambda: torch.empty_like(w, dtype=bf16),
         }
-        if inline is not None:
+        if inline is not None and hasattr(inline, "fp8_scaled_to_cpu_kernel"):
             from fp8pass import native
 
-            out = torch.empty(64, 64, dtype=torch.bfloat16)
-            pieces["native.convert (C kernel via ctypes, 64x64)"] = lambda: native.convert(w, out)
+            out = torch.empty(WIDTH, WIDTH, dtype=bf16)
+            pieces["its kernel called directly (a large weight)"] = lambda: inline.fp8_scaled_to_cpu_kernel(
+                w, scale, bf16
+            )
+            pieces["native.convert_scaled (C loop via ctypes)"] = lambda: native.convert_scaled(w, scale, out)
+            held = getattr(native, "held_scaled_arguments", lambda *a: None)(
+                tuple(w.shape), w.dtype, tuple(scale.shape), scale.dtype, bf16
+            )
+            if held is not None:  # what Inductor's generated code runs for a small weight
+                call, alloc = native.convert_scaled_held, torch._C._dynamo.guards._empty_strided_cpu
+
+                def generated():
+                    buf = alloc((WIDTH, WIDTH), (WIDTH, 1), bf16)
+                    call(w.data_ptr(), scale.data_ptr(), buf.data_ptr(), *held)
+
+                pieces["generated code's allocation + C loop (a small weight)"] = generated
         piece_times = {k: [_per_call_us(f, 2000) for _ in range(7)] for k, f in pieces.items()}
 
     result = {

@@ -28,6 +28,7 @@ from ._compat.graph import static_fakes
 from ._compat.inductor import aot_eager_compiler, inductor_compiler
 from ._compat.storage import is_released
 from .config import FP8Config
+from .dequant import DIRECT_CALLS
 from .kinds import KINDS
 from .ops import DECOMPOSITIONS, definition_hash
 from .plan import Layer, ParamRef, layer_names, plan, projection_groups, refuse_unloaded_or_training
@@ -268,7 +269,7 @@ class FP8Backend:
         if self.inner == "aot_eager":
             compiler = aot_eager_compiler(DECOMPOSITIONS)
         else:
-            compiler = inductor_compiler(mode, options, DECOMPOSITIONS, definition_hash())
+            compiler = inductor_compiler(mode, options, DECOMPOSITIONS, definition_hash(), DIRECT_CALLS)
         return compiler(gm, list(example_inputs[:num_dynamo]) + static_fakes(example_inputs[num_dynamo:]))
 
     def _release(self, converted: list[Layer], model: torch.nn.Module | None) -> None:

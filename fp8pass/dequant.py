@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -34,7 +35,19 @@ from torch import Tensor
 
 from . import native
 
-__all__ = ["FP8_DTYPES", "fp8_scaled_to", "fp8_to", "fp8_to_int", "fp8_to_table", "packable", "uses_native"]
+__all__ = [
+    "DIRECT_CALLS",
+    "DirectCall",
+    "FP8_DTYPES",
+    "fp8_scaled_to",
+    "fp8_scaled_to_cpu_kernel",
+    "fp8_to_cpu_kernel",
+    "fp8_to",
+    "fp8_to_int",
+    "fp8_to_table",
+    "packable",
+    "uses_native",
+]
 
 
 @dataclass(frozen=True)
@@ -91,7 +104,9 @@ _LIB.define("fp8_to_cpu(Tensor weight, ScalarType dtype) -> Tensor")
 _LIB.define("fp8_scaled_to_cpu(Tensor weight, Tensor scale, ScalarType dtype) -> Tensor")
 
 
-def _fp8_to_cpu(weight: Tensor, dtype: torch.dtype) -> Tensor:
+def fp8_to_cpu_kernel(weight: Tensor, dtype: torch.dtype) -> Tensor:
+    """``fp8pass::fp8_to_cpu``'s CPU kernel, which Inductor's generated code also calls directly
+    (:data:`DIRECT_CALLS`)."""
     weight = weight.contiguous()
     out = _output(weight, dtype)
     return out if native.convert(weight, out) else weight.to(dtype)
@@ -140,9 +155,15 @@ def _free_refs() -> int:
 _FREE_REFS = _free_refs()
 
 
-def _fp8_scaled_to_cpu(weight: Tensor, scale: Tensor, dtype: torch.dtype) -> Tensor:
-    weight, scale = weight.contiguous(), scale.contiguous()
-    out = _output(weight, dtype)
+def fp8_scaled_to_cpu_kernel(weight: Tensor, scale: Tensor, dtype: torch.dtype) -> Tensor:
+    """``fp8pass::fp8_scaled_to_cpu``'s CPU kernel, which Inductor's generated code also calls
+    directly (:data:`DIRECT_CALLS`): once per converted layer and step, so the common case (a
+    contiguous weight, below the pool's size) comes first and costs a few Python operations."""
+    if weight.nbytes < _POOL_MIN_FP8_BYTES and weight.is_contiguous() and scale.is_contiguous():
+        out = torch.empty_like(weight, dtype=dtype)
+    else:
+        weight, scale = weight.contiguous(), scale.contiguous()
+        out = _output(weight, dtype)
     if native.convert_scaled(weight, scale, out):
         return out
     view = scale.view(-1, *[1] * (weight.dim() - 1)) if scale.dim() else scale
@@ -157,10 +178,46 @@ def _fp8_scaled_to_cpu_fake(weight: Tensor, scale: Tensor, dtype: torch.dtype) -
     return weight.new_empty(weight.shape, dtype=dtype)
 
 
-_LIB.impl("fp8_to_cpu", _fp8_to_cpu, "CPU")
-_LIB.impl("fp8_scaled_to_cpu", _fp8_scaled_to_cpu, "CPU")
+_LIB.impl("fp8_to_cpu", fp8_to_cpu_kernel, "CPU")
+_LIB.impl("fp8_scaled_to_cpu", fp8_scaled_to_cpu_kernel, "CPU")
 torch.library.register_fake("fp8pass::fp8_to_cpu", _fp8_to_cpu_fake, lib=_LIB)
 torch.library.register_fake("fp8pass::fp8_scaled_to_cpu", _fp8_scaled_to_cpu_fake, lib=_LIB)
+
+
+@dataclass(frozen=True)
+class DirectCall:
+    """How Inductor's generated code calls an op without the dispatcher
+    (``fp8pass._compat.inductor._call_directly``): ``function`` ("module.name") is the op's CPU
+    kernel, called with the op's arguments; ``into``, given the tensor inputs' (shape, dtype) and
+    the output dtype, may name a function ("module.name") and literal arguments to call instead
+    with the inputs' data pointers, then a new contiguous output's, then the literals."""
+
+    function: str
+    into: (
+        Callable[[list[tuple[tuple[int, ...], torch.dtype]], torch.dtype], tuple[str, tuple[int, ...]] | None]
+        | None
+    ) = None
+
+
+def _scaled_into(
+    inputs: list[tuple[tuple[int, ...], torch.dtype]], dtype: torch.dtype
+) -> tuple[str, tuple[int, ...]] | None:
+    """A conversion small enough to run on the calling thread calls the C loop straight from the
+    generated code (``native.convert_scaled_held``, its arguments computed at compile time):
+    what a small layer pays per step is then the output's allocation and one ctypes call."""
+    (shape, src), (scale_shape, scale_dtype) = inputs
+    found = native.held_scaled_arguments(shape, src, scale_shape, scale_dtype, dtype)
+    return None if found is None else (f"{native.__name__}.convert_scaled_held", found)
+
+
+#: The CPU kernels Inductor's generated code calls without the dispatcher: the round trip into a
+#: Python kernel cost more than the conversion of a small weight itself.
+DIRECT_CALLS = {
+    torch.ops.fp8pass.fp8_to_cpu.default: DirectCall(f"{__name__}.fp8_to_cpu_kernel"),
+    torch.ops.fp8pass.fp8_scaled_to_cpu.default: DirectCall(
+        f"{__name__}.fp8_scaled_to_cpu_kernel", _scaled_into
+    ),
+}
 
 
 def _nan_bits(sign: Tensor, src: torch.dtype, dst: torch.dtype, payload: Tensor) -> Tensor | int:

@@ -22,6 +22,7 @@ import ctypes
 import functools
 import hashlib
 import logging
+import math
 import os
 import platform
 import shlex
@@ -35,12 +36,20 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["SOURCE", "Kernel", "cache_dir", "convert", "convert_scaled", "kernel"]
+__all__ = [
+    "SOURCE",
+    "Kernel",
+    "cache_dir",
+    "convert",
+    "convert_scaled",
+    "held_scaled_arguments",
+    "kernel",
+]
 
 log = logging.getLogger("fp8pass")
 
 SOURCE = Path(__file__).parent / "csrc" / "fp8_convert.c"
-ABI_VERSION = 3  # FP8PASS_ABI_VERSION in the source
+ABI_VERSION = 4  # FP8PASS_ABI_VERSION in the source
 
 #: kind = 3 * source + target, as the C source numbers them
 _KINDS = {
@@ -49,9 +58,11 @@ _KINDS = {
     for j, dst in enumerate((torch.bfloat16, torch.float16, torch.float32))
 }
 
-#: Below this many elements a conversion runs on the calling thread: waking a thread team costs
-#: more than it saves (measured on this project's 2-core machine: 2 threads win from ~256K).
+#: Below this many elements a conversion runs on the calling thread, holding the GIL: waking a
+#: thread team costs more than it saves (measured on this project's 2-core machine: 2 threads win
+#: from ~256K), and so does releasing the GIL for a call of a few microseconds.
 MIN_PARALLEL = 1 << 18
+_THREADS_SHIFT, _PER_ROW = 8, 1 << 3  # the flags argument, as fp8_convert.c reads it
 
 #: Tried in order; the first the compiler accepts is used. ``FP8PASS_CLONES`` asks for one loop
 #: body per x86 ISA (GCC's target_clones); ``-fopenmp`` lets a large conversion use torch's threads.
@@ -66,14 +77,17 @@ _BASE_FLAGS = ("-O3", "-std=c99", "-shared", "-fPIC")
 
 @dataclass(frozen=True)
 class Kernel:
+    """The loaded library. Each entry point is bound twice: through ``ctypes.CDLL``, which releases
+    the GIL for the call (large conversions, which may take milliseconds and run on OpenMP
+    threads), and through ``ctypes.PyDLL``, which keeps it (small ones: cheaper to call)."""
+
     path: Path
     flags: tuple[str, ...]
     openmp: bool
     _convert: ctypes._CFuncPtr  # type: ignore[name-defined]
     _convert_scaled: ctypes._CFuncPtr  # type: ignore[name-defined]
-
-    def __call__(self, src: int, dst: int, n: int, kind: int, threads: int) -> int:
-        return self._convert(src, dst, n, kind, threads, MIN_PARALLEL)
+    _convert_held: ctypes._CFuncPtr  # type: ignore[name-defined]
+    _convert_scaled_held: ctypes._CFuncPtr  # type: ignore[name-defined]
 
 
 def cache_dir() -> Path:
@@ -129,27 +143,23 @@ def _build(compiler: list[str], flags: tuple[str, ...], folder: Path) -> Path | 
             os.unlink(tmp)
 
 
+def _bind(lib: ctypes.CDLL) -> tuple[ctypes._CFuncPtr, ctypes._CFuncPtr]:  # type: ignore[name-defined]
+    fn = lib.fp8pass_convert
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64]
+    fn.restype = ctypes.c_int
+    scaled = lib.fp8pass_convert_scaled
+    scaled.argtypes = [*(ctypes.c_void_p,) * 3, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64]
+    scaled.restype = ctypes.c_int
+    return fn, scaled
+
+
 def _load(path: Path, flags: tuple[str, ...]) -> Kernel | None:
     lib = ctypes.CDLL(str(path))
     if lib.fp8pass_abi_version() != ABI_VERSION:
         return None
-    fn = lib.fp8pass_convert
-    fn.argtypes = [
-        ctypes.c_void_p,
-        ctypes.c_void_p,
-        ctypes.c_int64,
-        ctypes.c_int,
-        ctypes.c_int,
-        ctypes.c_int64,
-    ]
-    fn.restype = ctypes.c_int
-    scaled = lib.fp8pass_convert_scaled
-    scaled.argtypes = [
-        *(ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int),
-        *(ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int64),
-    ]
-    scaled.restype = ctypes.c_int
-    return Kernel(path, flags, bool(lib.fp8pass_has_openmp()), fn, scaled)
+    fn, scaled = _bind(lib)
+    held, scaled_held = _bind(ctypes.PyDLL(str(path)))  # the same library, loaded once
+    return Kernel(path, flags, bool(lib.fp8pass_has_openmp()), fn, scaled, held, scaled_held)
 
 
 _BUILDING = threading.Lock()
@@ -204,47 +214,84 @@ _LOADED: tuple[Kernel | None] | None = None  # (kernel(),) once known: convert's
 def convert(weight: torch.Tensor, out: torch.Tensor) -> bool:
     """Writes ``weight.to(out.dtype)`` into ``out`` (both contiguous CPU tensors of one shape);
     False, writing nothing, when there is no kernel for it. Runs once per converted layer and
-    step, so it is kept to a few Python operations (about 1.5 us, and 2.5 us for the kernel on a
-    64x64 weight)."""
+    step, so it is kept to a few Python operations."""
     k = _LOADED[0] if _LOADED is not None else kernel()
     kind = _KINDS.get((weight.dtype, out.dtype))
     if k is None or kind is None:
         return False
     n = weight.numel()
-    if n:
-        k._convert(
-            weight.data_ptr(),
-            out.data_ptr(),
-            n,
-            kind,
-            torch.get_num_threads() if n >= MIN_PARALLEL else 1,
-            MIN_PARALLEL,
-        )
+    if n >= MIN_PARALLEL:
+        k._convert(weight.data_ptr(), out.data_ptr(), n, kind | torch.get_num_threads() << _THREADS_SHIFT)
+    elif n:
+        k._convert_held(weight.data_ptr(), out.data_ptr(), n, kind | 1 << _THREADS_SHIFT)
     return True
+
+
+def _scaled_flags(rows: int, n: int, scale_numel: int, scale_dim: int) -> int | None:
+    """The per-row bit for a scale of ``scale_numel`` elements on a weight of ``rows`` rows, or
+    None for a scale that is neither one per row nor one in all."""
+    if scale_dim and scale_numel == rows:
+        return _PER_ROW
+    return 0 if scale_numel == 1 else None
 
 
 def convert_scaled(weight: torch.Tensor, scale: torch.Tensor, out: torch.Tensor) -> bool:
     """Writes ``(weight.float() * scale).to(out.dtype)`` into ``out``, bit for bit what torch
     gives: ``weight`` contiguous FP8 with its output channels along dim 0, ``scale`` one float32
-    per channel (contiguous) or a single one. False, writing nothing, without a kernel for it."""
+    per channel (contiguous) or a single one. False, writing nothing, for anything else."""
     k = _LOADED[0] if _LOADED is not None else kernel()
     kind = _KINDS.get((weight.dtype, out.dtype))
     if k is None or kind is None or scale.dtype != torch.float32:
         return False
     n = weight.numel()
-    if n:
-        per_row = scale.dim() > 0
-        rows = weight.shape[0] if weight.dim() else 1  # per tensor too: threads split rows
-        threads = torch.get_num_threads() if n >= MIN_PARALLEL else 1
-        k._convert_scaled(
-            weight.data_ptr(),
-            out.data_ptr(),
-            rows,
-            n // rows,
-            kind,
-            scale.data_ptr(),
-            per_row,
-            threads,
-            MIN_PARALLEL,
-        )
+    rows = weight.shape[0] if weight.dim() else 1  # per tensor too: threads split rows
+    per_row = _scaled_flags(rows, n, scale.numel(), scale.dim())
+    if per_row is None:
+        return False
+    if not n:
+        return True
+    if n >= MIN_PARALLEL:
+        fn, flags = k._convert_scaled, kind | per_row | torch.get_num_threads() << _THREADS_SHIFT
+    else:
+        fn, flags = k._convert_scaled_held, kind | per_row | 1 << _THREADS_SHIFT
+    fn(weight.data_ptr(), scale.data_ptr(), out.data_ptr(), rows, n // rows, flags)
     return True
+
+
+def held_scaled_arguments(
+    shape: tuple[int, ...],
+    src: torch.dtype,
+    scale_shape: tuple[int, ...],
+    scale_dtype: torch.dtype,
+    dst: torch.dtype,
+) -> tuple[int, int, int] | None:
+    """``(rows, inner, flags)`` for :data:`convert_scaled_held` on a contiguous ``shape`` weight
+    whose conversion runs on the calling thread (fewer than :data:`MIN_PARALLEL` elements), as
+    :func:`convert_scaled` would pass them; None where it would not call the C loop so."""
+    kind = _KINDS.get((src, dst))
+    n = math.prod(shape)
+    if kind is None or scale_dtype != torch.float32 or not 0 < n < MIN_PARALLEL or kernel() is None:
+        return None
+    rows = shape[0] if shape else 1
+    per_row = _scaled_flags(rows, n, math.prod(scale_shape), len(scale_shape))
+    return None if per_row is None else (rows, n // rows, kind | per_row | 1 << _THREADS_SHIFT)
+
+
+def _unavailable(*args: object) -> int:
+    raise RuntimeError(
+        "fp8pass: this compiled code calls fp8pass's C conversion kernel, which this process could not "
+        "build (see fp8pass's warning); Inductor's cache holds code compiled where it could. Install a C "
+        "compiler, or clear the cache (torch._inductor.utils.clear_inductor_caches, or delete "
+        "$TORCHINDUCTOR_CACHE_DIR)."
+    )
+
+
+def __getattr__(name: str) -> object:
+    """``convert_scaled_held``: the C loop's entry point that keeps the GIL, called with
+    ``(weight_ptr, scale_ptr, out_ptr, rows, inner, flags)`` (:func:`held_scaled_arguments`) from
+    Inductor's generated code (``fp8pass.dequant.DIRECT_CALLS``). Resolved on first import,
+    building the library if needed."""
+    if name == "convert_scaled_held":
+        found = kernel()
+        return _unavailable if found is None else found._convert_scaled_held
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

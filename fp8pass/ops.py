@@ -176,11 +176,21 @@ DECOMPOSITIONS: dict[Any, Callable[..., Tensor]] = {
 }
 
 
-#: The modules whose code defines what the ops compute: these ``*_math`` functions, the CPU
-#: conversion they call (and its C source), the scale constants, the FP8 matmul wrapper. Inductor's
-#: caches key compiled graphs on :func:`definition_hash` of them, and on nothing else of fp8pass:
-#: editing the harness, the report or the planner keeps users' compiled kernels.
-DEFINING_MODULES = ("ops.py", "dequant.py", "csrc/fp8_convert.c", "quantize.py", "_compat/matmul.py")
+#: The modules whose code defines what the ops compute and how compiled code calls them: these
+#: ``*_math`` functions, the CPU conversion they call (its C source, its ctypes bindings and the
+#: arguments the generated code passes them), the scale constants, the FP8 matmul wrapper, the
+#: code Inductor writes for the conversion calls. Inductor's caches key compiled graphs on
+#: :func:`definition_hash` of them, and on nothing else of fp8pass: editing the harness, the
+#: report or the planner keeps users' compiled kernels.
+DEFINING_MODULES = (
+    "ops.py",
+    "dequant.py",
+    "native.py",
+    "csrc/fp8_convert.c",
+    "quantize.py",
+    "_compat/matmul.py",
+    "_compat/inductor.py",
+)
 
 
 @functools.cache

@@ -217,3 +217,26 @@ def fake_fp8_output(model, rows, inputs, config):
         for h in handles:
             h.remove()
     return out[0] if isinstance(out, tuple) else out
+
+
+_CONVERSION_CALLS = (
+    # a small weight: the C loop called from the generated code, into an output it allocated
+    r"\bfp8pass_convert_scaled_held\((\w+)\.data_ptr\(\), (\w+)\.data_ptr\(\), \w+\.data_ptr\(\), \d+, \d+, \d+\)",
+    # a large one: the op's CPU kernel (threads, pooled output)
+    r"\bfp8pass_fp8_scaled_to_cpu_kernel\((\w+), (\w+), torch\.\w+\)",
+)
+
+
+def conversion_calls(code: str) -> list[tuple[str, str]]:
+    """The (weight, scale) argument names of every scaled FP8 conversion in Inductor's generated
+    ``code``; fails if any conversion goes through torch's dispatcher or has another form."""
+    import re
+
+    wrapper = code[code.index("def call(") :] if "def call(" in code else code
+    assert not re.search(r"torch\.ops\.fp8pass\.\w+\.default\(", wrapper), (
+        "a conversion went through the dispatcher"
+    )
+    calls = [c for pattern in _CONVERSION_CALLS for c in re.findall(pattern, wrapper)]
+    total = wrapper.count("fp8pass_convert_scaled_held(") + wrapper.count("fp8_scaled_to_cpu_kernel(")
+    assert total == len(calls), f"{total} conversion calls, {len(calls)} of a known form"
+    return calls

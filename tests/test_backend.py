@@ -24,6 +24,7 @@ from .helpers import (
     ToyDenoiser,
     assert_converted,
     compile_fp8,
+    conversion_calls,
     cuda_only,
     fake_fp8_output,
     live_cpu_tensor_bytes,
@@ -442,8 +443,9 @@ def _fp8_value_misuse(kernel: str) -> tuple[int, list[str]]:
 @pytest.mark.inductor
 def test_inductor_cast_path_converts_each_weight_in_one_call(toy, toy_input):
     """On the CPU each FP8 weight (a graph input) goes through exactly one call of
-    ``fp8pass::fp8_scaled_to_cpu`` with its own scale and the activation dtype, and no kernel
-    Inductor generates reads an FP8 value: the layer after it is the bf16 model's matmul."""
+    ``fp8pass::fp8_scaled_to_cpu``'s kernel with its own scale and the activation dtype, called
+    directly rather than through the dispatcher, and no kernel Inductor generates reads an FP8
+    value: the layer after it is the bf16 model's matmul."""
     ref = run(copy.deepcopy(toy), toy_input)
     cm, be = compile_fp8(toy, FP8Config(compute="cast"), inner="inductor", fullgraph=True)
     with torch.no_grad():
@@ -452,12 +454,8 @@ def test_inductor_cast_path_converts_each_weight_in_one_call(toy, toy_input):
     assert sqnr(ref, out) > 25
     kernels = re.findall(r"async_compile\.cpp_pybinding\(.*?r\'\'\'(.*?)\'\'\'", code, flags=re.S)
     assert [_fp8_value_misuse(k) for k in kernels] == [(0, [])] * len(kernels)
-    wrapper = code[code.index("def call(") :]
-    calls = re.findall(
-        r"torch\.ops\.fp8pass\.fp8_scaled_to_cpu\.default\((arg\d+_1), (arg\d+_1), torch\.bfloat16\)", wrapper
-    )
-    assert wrapper.count("fp8pass.fp8_scaled_to_cpu.default(") == len(calls)
-    assert "fp8pass.fp8_to_cpu.default(" not in wrapper
+    calls = conversion_calls(code)
+    assert "fp8_to_cpu_kernel(" not in code
     pairs = dict(calls)  # a shared weight is converted per use, always with its own scale
     assert len(pairs) == len(set(pairs.values())) == TOY_CONVERTED_WEIGHTS
     assert all(pairs[w] == s for w, s in calls)

@@ -219,7 +219,14 @@ def test_the_compile_cache_key_covers_the_ops_definition_and_nothing_else(tmp_pa
     for unrelated in ("bench/zoo.py", "plan.py", "report.py", "cli.py"):
         (copy / unrelated).write_text((copy / unrelated).read_text() + "\n# an edit\n")
         assert ops.definition_hash.__wrapped__(copy) == base, unrelated
-    for defining in ("ops.py", "dequant.py", "quantize.py", "_compat/matmul.py"):
+    for defining in (
+        "ops.py",
+        "dequant.py",
+        "native.py",
+        "quantize.py",
+        "_compat/matmul.py",
+        "_compat/inductor.py",
+    ):
         edited = tmp_path / defining.replace("/", "_")
         shutil.copytree(copy, edited)
         (edited / defining).write_text((edited / defining).read_text() + "\n# an edit\n")

@@ -6,7 +6,8 @@ torch upgrade breaks fp8pass, these are the files to read first:
 - :mod:`.dynamo`: what Dynamo hands a backend (parameters and their sources, module paths,
   autocast regions, the model on the call stack) and its backend registry;
 - :mod:`.graph`: a rewritten copy of Dynamo's graph that AOT autograd accepts;
-- :mod:`.inductor`: Inductor / AOT autograd with fp8pass's decompositions, and the cache key;
+- :mod:`.inductor`: Inductor / AOT autograd with fp8pass's decompositions, the cache key, and the
+  CPU conversion calls Inductor's generated code makes without the dispatcher;
 - :mod:`.matmul`: ``torch._scaled_mm`` and the symbolic-shape questions the ops ask;
 - :mod:`.storage`: freeing and restoring a parameter's storage, ``.data``, DTensor shards;
 - :mod:`.subclass`: torch functions with tensor-subclass handling off (the watched parameters);

@@ -1,5 +1,6 @@
-"""Handing the rewritten graph to Inductor or AOT autograd with fp8pass's decompositions, and the
-key that keeps Inductor's caches from serving kernels of other fp8pass op definitions.
+"""Handing the rewritten graph to Inductor or AOT autograd with fp8pass's decompositions, the
+key that keeps Inductor's caches from serving kernels of other fp8pass op definitions, and the
+direct calls of fp8pass's CPU conversion ops in Inductor's generated code.
 Checked on torch 2.13.0 and 2.11.0 (CPU).
 """
 
@@ -17,6 +18,7 @@ def inductor_compiler(
     options: dict[str, Any] | None,
     decompositions: dict[Any, Callable[..., Any]],
     definition: str,
+    direct_calls: dict[torch._ops.OpOverload, str],
 ) -> Callable[[fx.GraphModule, list[Any]], Any]:
     """Inductor with ``torch.compile``'s ``mode``/``options`` semantics plus fp8pass's decompositions;
     ``definition`` (a hash of what defines the ops' results, :func:`fp8pass.ops.definition_hash`)
@@ -28,12 +30,16 @@ def inductor_compiler(
     FX graph cache and the AOTAutograd cache (a second process compiled from scratch). Our ops
     occur only in our graphs, so adding them to the global table changes nothing else.
     ``compile_fx(..., config_patches=)`` is internal; checked on torch 2.13.0 and 2.11.0 (CPU).
+    ``direct_calls`` maps ops to the functions Inductor's generated code calls instead
+    (:func:`_call_directly`).
     """
     from torch._inductor import list_mode_options
     from torch._inductor.compile_fx import compile_fx
 
     patches = {**(list_mode_options(mode) if mode else {}), **(options or {})}
     _add_to_inductor_decompositions(decompositions)
+    for op, function in direct_calls.items():
+        _call_directly(op, function)
 
     def compile_(gm: fx.GraphModule, example_inputs: list[Any]) -> Any:
         with torch.compiler.config.patch(cache_key_tag=cache_key_tag(definition)):
@@ -71,3 +77,106 @@ def aot_eager_compiler(decompositions: dict[Any, Callable[..., Any]]) -> Callabl
     from torch._dynamo.backends.debugging import boxed_nop
 
     return aot_autograd(fw_compiler=boxed_nop, decompositions=decompositions)
+
+
+def _call_directly(op: torch._ops.OpOverload, call: Any) -> None:
+    """Has Inductor's Python wrapper call ``op`` without torch's dispatcher: ``call.function``
+    ("package.module.name", a Python function taking the op's arguments and returning its output,
+    the op's CPU kernel), or, where ``call.into`` offers one for the node's static shapes and
+    dtypes, a plain function that writes into an output the wrapper allocates (:class:`_DirectCall`).
+
+    Why: the generated code calls an opaque op as ``torch.ops.ns.op.default(...)``, and a round
+    trip through the dispatcher into a Python kernel costs about 5 us (arguments boxed into
+    IValues and back; 27 us a layer in all, measured in a compiled model), paid once per converted
+    layer and step: on small layers, most of what FP8 storage costs. Inductor calls an op only
+    once its inputs are real tensors of the device it compiled for, after autograd and
+    functionalization, so the dispatcher would pick that same CPU kernel.
+
+    How: ``CUSTOM_EXTERN_KERNEL_CODEGEN`` (``torch._inductor.codegen.custom_extern_kernel_codegen``),
+    Inductor's registry of ops whose fallback call it writes differently, keyed by the op's
+    ``python_kernel_name``; the function is imported once at the top of the generated module
+    (``PythonWrapperCodegen.add_import_once``), so a module loaded from Inductor's cache in another
+    process imports it too; an output is allocated by ``PythonWrapperCodegen.make_allocation``'s
+    line, as Inductor allocates its own buffers. The C++ wrapper and the FX wrapper never consult
+    the Python entry (they dispatch custom ops at run time), and with intermediate hooks on the
+    default call is written. Checked on torch 2.13.0 and 2.11.0 (CPU).
+    """
+    from torch._inductor.codegen.custom_extern_kernel_codegen import (
+        CUSTOM_EXTERN_KERNEL_CODEGEN,
+        CustomCodegen,
+    )
+
+    name = f"torch.ops.{op.namespace}.{op._opname}.{op._overloadname}"
+    current = CUSTOM_EXTERN_KERNEL_CODEGEN.get(name)
+    if current is None or getattr(current.python, "call", None) != call:
+        CUSTOM_EXTERN_KERNEL_CODEGEN[name] = CustomCodegen(python=_DirectCall(call))
+
+
+def _import(wrapper: Any, function: str) -> str:
+    """Imports ``function`` ("module.name") at the top of the generated module; its local name."""
+    module, _, attr = function.rpartition(".")
+    alias = "fp8pass_" + attr.lstrip("_")
+    wrapper.add_import_once(f"from {module} import {attr} as {alias}")
+    return alias
+
+
+def _contiguous(shape: tuple[int, ...]) -> tuple[int, ...]:
+    strides, step = [], 1
+    for size in reversed(shape):
+        strides.append(step)
+        step *= max(size, 1)
+    return tuple(reversed(strides))
+
+
+class _DirectCall:
+    """Writes one fallback node's call, where Inductor's own ``_generate_extern_kernel_alloc_helper``
+    writes ``bufN = torch.ops...(args)``: either ``bufN = <function>(args)``, or
+
+        bufN = empty_strided_cpu(shape, strides, dtype)
+        <into>(arg.data_ptr(), ..., bufN.data_ptr(), *literals)
+
+    when every tensor input and the output have static shapes, the inputs are contiguous (the
+    wrapper asserts its inputs' strides) and ``call.into([(shape, dtype), ...], out_dtype)`` names
+    such a function and its literal arguments."""
+
+    def __init__(self, call: Any) -> None:
+        self.call = call
+
+    def __call__(self, node: Any, writeline: Callable[[Any], None]) -> None:
+        from torch._inductor import config
+        from torch._inductor.codegen.wrapper import ExternKernelAllocLine
+        from torch._inductor.virtualized import V
+
+        wrapper = V.graph.wrapper_code
+        if V.graph.cpp_wrapper or getattr(V.graph, "fx_wrapper", False) or config.generate_intermediate_hooks:
+            writeline(ExternKernelAllocLine(wrapper, node))
+            return
+        if self.call.into is not None and (lines := self._into(node, wrapper)) is not None:
+            for line in lines:
+                writeline(line)
+            return
+        args = ", ".join([*node.codegen_args(), *node.codegen_kwargs()])
+        writeline(f"{node.get_name()} = {_import(wrapper, self.call.function)}({args})")
+
+    def _into(self, node: Any, wrapper: Any) -> list[str] | None:
+        try:
+            inputs = [
+                (tuple(int(d) for d in i.get_size()), i.get_dtype(), tuple(int(d) for d in i.get_stride()))
+                for i in node.inputs
+            ]
+            (out,) = node.outputs
+            shape, dtype = tuple(int(d) for d in out.get_size()), out.get_dtype()
+        except (TypeError, ValueError, AttributeError):  # symbolic sizes, or an unexpected node
+            return None
+        if any(stride != _contiguous(size) for size, _, stride in inputs):
+            return None
+        found = self.call.into([(size, dt) for size, dt, _ in inputs], dtype)
+        if found is None:
+            return None
+        function, literals = found
+        name = node.get_name()
+        pointers = [f"{i.codegen_reference()}.data_ptr()" for i in node.inputs] + [f"{name}.data_ptr()"]
+        return [
+            wrapper.make_allocation(name, torch.device("cpu"), dtype, shape, _contiguous(shape)),
+            f"{_import(wrapper, function)}({', '.join(pointers + [str(x) for x in literals])})",
+        ]
