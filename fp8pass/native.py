@@ -44,6 +44,7 @@ __all__ = [
     "convert_scaled",
     "held_scaled_arguments",
     "kernel",
+    "quantize",
 ]
 
 log = logging.getLogger("fp8pass")
@@ -88,6 +89,7 @@ class Kernel:
     _convert_scaled: ctypes._CFuncPtr  # type: ignore[name-defined]
     _convert_held: ctypes._CFuncPtr  # type: ignore[name-defined]
     _convert_scaled_held: ctypes._CFuncPtr  # type: ignore[name-defined]
+    _quantize: ctypes._CFuncPtr  # type: ignore[name-defined]
 
 
 def cache_dir() -> Path:
@@ -159,7 +161,10 @@ def _load(path: Path, flags: tuple[str, ...]) -> Kernel | None:
         return None
     fn, scaled = _bind(lib)
     held, scaled_held = _bind(ctypes.PyDLL(str(path)))  # the same library, loaded once
-    return Kernel(path, flags, bool(lib.fp8pass_has_openmp()), fn, scaled, held, scaled_held)
+    quantize_fn = lib.fp8pass_quantize
+    quantize_fn.argtypes = [*(ctypes.c_void_p,) * 3, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64]
+    quantize_fn.restype = ctypes.c_int
+    return Kernel(path, flags, bool(lib.fp8pass_has_openmp()), fn, scaled, held, scaled_held, quantize_fn)
 
 
 _BUILDING = threading.Lock()
@@ -275,6 +280,36 @@ def held_scaled_arguments(
     rows = shape[0] if shape else 1
     per_row = _scaled_flags(rows, n, math.prod(scale_shape), len(scale_shape))
     return None if per_row is None else (rows, n // rows, kind | per_row | 1 << _THREADS_SHIFT)
+
+
+_QUANTIZE_SOURCES = {torch.bfloat16: 0, torch.float32: 1}
+_QUANTIZE_TARGETS = {torch.float8_e4m3fn: 0, torch.float8_e5m2: 2}
+
+
+def quantize(
+    weight: torch.Tensor, dtype: torch.dtype, per_row: bool
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``(q, scale)`` as :func:`fp8pass.quantize.quantize_weight` computes them with torch ops
+    (absmax per output channel, dim 0, or of the whole weight), bit for bit, in two passes over a
+    contiguous bf16 or float32 CPU ``weight``; None, having done nothing, for anything else, and
+    for a weight holding a NaN or an infinity (torch's ops decide what those become)."""
+    src, dst = _QUANTIZE_SOURCES.get(weight.dtype), _QUANTIZE_TARGETS.get(dtype)
+    if src is None or dst is None or type(weight) is not torch.Tensor or weight.device.type != "cpu":
+        return None
+    if not weight.is_contiguous() or weight.dim() < (2 if per_row else 1) or weight.numel() == 0:
+        return None
+    k = _LOADED[0] if _LOADED is not None else kernel()
+    if k is None:
+        return None
+    rows = weight.shape[0]
+    n = weight.numel()
+    threads = torch.get_num_threads() if n >= MIN_PARALLEL else 1
+    q = torch.empty(weight.shape, dtype=dtype)
+    scale = torch.empty((rows,) if per_row else (), dtype=torch.float32)
+    flags = src | dst | (_PER_ROW if per_row else 0) | threads << _THREADS_SHIFT
+    if k._quantize(weight.data_ptr(), scale.data_ptr(), q.data_ptr(), rows, n // rows, flags) != 0:
+        return None
+    return q, scale
 
 
 def _unavailable(*args: object) -> int:

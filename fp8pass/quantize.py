@@ -6,6 +6,7 @@ import math
 
 import torch
 
+from . import native
 from ._compat.storage import local_tensor
 from .dequant import fp8_scaled_to, fp8_to
 
@@ -54,6 +55,8 @@ def quantize_weight(
         q, scale = quantize_weight(weight.movedim(axis, 0), dtype, granularity)
         return q.movedim(0, axis).contiguous(), scale
     w = weight.detach()
+    if (found := native.quantize(w, dtype, granularity == "channel")) is not None:
+        return found  # the same bits as the torch ops below, in two passes of a C loop
     blocks = _row_blocks(w)
     # Absmax and division in float32, a block of rows at a time: the float32 temporaries stay at
     # _BLOCK_NUMEL elements instead of three copies of the weight (a 75 MB Flux weight would need

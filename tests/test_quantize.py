@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from fp8pass import quantize
+from fp8pass import native, quantize
 from fp8pass.quantize import dequantize_weight, fp8_max, quantize_weight
 
 from .helpers import sqnr
@@ -73,6 +73,7 @@ def test_blockwise_quantization_equals_the_one_piece_formula(shape, granularity,
     w = torch.randn(shape, generator=torch.Generator().manual_seed(0)).to(torch.bfloat16) * 0.02
     w[7] *= 40  # one outlier row: per-tensor amax must come from the right block
     monkeypatch.setattr(quantize, "_BLOCK_NUMEL", 2**17)  # 35 and 4 blocks, the last ones short
+    monkeypatch.setattr(native, "quantize", lambda *a: None)  # the torch path (C: the test below)
     assert len(quantize._row_blocks(w)) > 1
     q, scale = quantize_weight(w, torch.float8_e4m3fn, granularity)
     full = w.float()
@@ -92,9 +93,78 @@ def test_the_weight_itself_is_never_changed(dtype, blocks, monkeypatch):
     w = (torch.randn(64, 32, generator=torch.Generator().manual_seed(0)) * 1000).to(dtype)
     before = w.clone()
     monkeypatch.setattr(quantize, "_BLOCK_NUMEL", w.numel() // blocks)
+    monkeypatch.setattr(native, "quantize", lambda *a: None)
     assert len(quantize._row_blocks(w)) == blocks
     quantize_weight(w, torch.float8_e4m3fn, "channel")
     assert torch.equal(w, before)
+
+
+def _formula(w, dtype, granularity):
+    """quantize_weight's arithmetic with torch ops, on the whole weight at once."""
+    full, limit = w.float(), fp8_max(dtype)
+    amax = full.abs().amax() if granularity == "tensor" else full.abs().flatten(1).amax(dim=1)
+    scale = amax.clamp(min=quantize.MIN_AMAX) / limit
+    view = scale.view(-1, *[1] * (w.dim() - 1)) if scale.dim() else scale
+    return (full / view).clamp(-limit, limit).to(dtype), scale
+
+
+def _every_finite_bf16() -> torch.Tensor:
+    bits = torch.arange(-(2**15), 2**15, dtype=torch.int32).to(torch.int16).view(torch.bfloat16)
+    return bits[bits.isfinite()]
+
+
+@pytest.mark.parametrize("granularity", ["channel", "tensor"])
+@pytest.mark.parametrize("dtype", [torch.float8_e4m3fn, torch.float8_e5m2])
+def test_the_c_quantizer_is_the_formula_bit_for_bit(dtype, granularity):
+    """fp8pass quantizes a bf16 or float32 CPU weight with a C loop (two passes instead of torch's
+    eight): its bytes and scales must be the torch formula's, for every finite bf16 value under
+    many scales (rows of shuffled values whose absmax sets the scale: huge, tiny, subnormal,
+    zero), float32 values near FP8 rounding ties and in the subnormal range, and a weight large
+    enough to be split over threads."""
+    gen = torch.Generator().manual_seed(0)
+    every = _every_finite_bf16()
+    cases = [
+        every[torch.randperm(every.numel(), generator=gen)][: 255 * 256].view(255, 256),
+        every[torch.randperm(every.numel(), generator=gen)][: 97 * 13 * 3].view(97, 13, 3),  # odd rows
+        torch.cat([every, torch.zeros(256 - every.numel() % 256, dtype=torch.bfloat16)]).view(-1, 256),
+        torch.zeros(4, 8, dtype=torch.bfloat16),
+    ]
+    # float32: FP8 values and the midpoints between neighbours, times powers of two and odd scales
+    grid = torch.arange(256, dtype=torch.int32).to(torch.uint8).view(dtype).float()
+    grid = grid[grid.isfinite()].sort().values
+    mids = (grid[1:] + grid[:-1]) / 2
+    base = torch.cat(
+        [grid, mids, mids.nextafter(torch.tensor(float("inf"))), mids.nextafter(torch.tensor(0.0))]
+    )
+    for factor in (1.0, 2.0**-30, 3.7e-3, 1e30):
+        cases.append(
+            (base * factor)[torch.randperm(base.numel(), generator=gen)][: 4 * (base.numel() // 4)].view(
+                4, -1
+            )
+        )
+    cases.append(torch.randn(1000, 600, generator=gen) * torch.logspace(-40, 30, 1000).view(-1, 1))
+    cases.append(torch.randn(700, 1024, generator=gen).to(torch.bfloat16))  # > MIN_PARALLEL: threads
+    for w in cases:
+        found = native.quantize(w.contiguous(), dtype, granularity == "channel")
+        assert found is not None, (w.dtype, tuple(w.shape))
+        q, scale = found
+        want_q, want_scale = _formula(w, dtype, granularity)
+        assert scale.dtype == torch.float32 and scale.shape == want_scale.shape
+        assert torch.equal(scale.view(torch.int32), want_scale.view(torch.int32)), (w.dtype, tuple(w.shape))
+        assert torch.equal(q.view(torch.uint8), want_q.view(torch.uint8)), (w.dtype, tuple(w.shape))
+
+
+def test_the_c_quantizer_leaves_nan_inf_and_other_layouts_to_torch():
+    w = torch.randn(8, 16, dtype=torch.bfloat16)
+    assert native.quantize(w.t(), torch.float8_e4m3fn, True) is None  # not contiguous
+    assert native.quantize(w.half(), torch.float8_e4m3fn, True) is None  # fp16: torch's ops
+    for bad in (float("nan"), float("inf")):
+        v = w.clone()
+        v[3, 5] = bad
+        assert native.quantize(v, torch.float8_e4m3fn, True) is None
+        q, scale = quantize_weight(v, torch.float8_e4m3fn, "channel")  # torch decides, as before
+        want_q, want_scale = _formula(v, torch.float8_e4m3fn, "channel")
+        assert torch.equal(q.view(torch.uint8), want_q.view(torch.uint8))
 
 
 def test_an_outlier_that_flushes_a_layer_to_zero_is_reported(caplog):

@@ -335,3 +335,111 @@ int fp8pass_convert(const void *src, void *dst, int64_t n, int64_t flags) {
     convert_range(kind, (const uint8_t *)src, dst, 0, n);
     return 0;
 }
+
+/* ---- quantize: dst = fp8(clamp(float(src) / scale[row], -fmax, fmax)) with
+ * scale[row] = max(absmax, 1e-12f) / fmax over the row (per_row) or the whole weight: bit for bit
+ * what fp8pass.quantize.quantize_weight computes with torch ops (float32 division, clamp, then
+ * c10's round-to-nearest-even conversion, of which only the in-range branches are reachable after
+ * the clamp), in two passes over the weight instead of torch's eight. */
+
+/* c10's fp8e4m3fn_from_fp32_value / fp8e5m2_from_fp32_value for |f| <= the format's max, branch
+ * free: the subnormal range adds a magic number (a float add, rounding as torch's does), the
+ * normal range re-biases the exponent and rounds with integer adds. */
+static inline uint8_t fp8_of(float f, int e5m2) {
+    const int m = e5m2 ? 2 : 3, bias = e5m2 ? 15 : 7;
+    const uint32_t denorm_mask = (uint32_t)((127 - bias) + (23 - m) + 1) << 23;
+    const uint32_t fmax_bits = e5m2 ? 0x47600000u : 0x43E00000u; /* 57344, 448 */
+    uint32_t bits = f32_bits(f), sign = bits & 0x80000000u;
+    bits ^= sign;
+    /* clamp(f, -fmax, fmax): for a non-NaN float, the magnitude's bits order as the magnitude */
+    bits = bits < fmax_bits ? bits : fmax_bits;
+    uint32_t sub = f32_bits(bits_f32(bits) + bits_f32(denorm_mask)) - denorm_mask;
+    uint32_t odd = (bits >> (23 - m)) & 1u;
+    uint32_t normal = (bits + ((uint32_t)(bias - 127) << 23) + ((1u << (22 - m)) - 1u) + odd) >> (23 - m);
+    uint32_t is_sub = bits < ((uint32_t)(127 - bias + 1) << 23);
+    uint32_t r = (sub & (0u - is_sub)) | (normal & ~(0u - is_sub));
+    return (uint8_t)((r & 0xFFu) | (sign >> 24));
+}
+
+/* |x| as ordered integer bits: bf16 (bits << 16) and fp32 alike; above 0x7F800000 is NaN */
+#define QSRC_BF16 0
+#define QSRC_FP32 1
+
+static inline __attribute__((always_inline)) uint32_t abs_bits(const void *s, int64_t i, int src) {
+    return src == QSRC_BF16 ? ((uint32_t)((const uint16_t *)s)[i] << 16) & 0x7FFFFFFFu
+                            : ((const uint32_t *)s)[i] & 0x7FFFFFFFu;
+}
+
+#define AMAX(NAME, SRC)                                                                          \
+    VEC static uint32_t NAME(const void *restrict s, int64_t lo, int64_t hi) {                   \
+        uint32_t m = 0;                                                                         \
+        for (int64_t i = lo; i < hi; i++) {                                                     \
+            uint32_t a = abs_bits(s, i, SRC);                                                   \
+            m = a > m ? a : m;                                                                  \
+        }                                                                                       \
+        return m;                                                                               \
+    }
+AMAX(amax_bf16, QSRC_BF16)
+AMAX(amax_fp32, QSRC_FP32)
+
+#define QUANT(NAME, SRC, E5M2)                                                                   \
+    VEC static void NAME(const void *restrict s, uint8_t *restrict d, int64_t lo, int64_t hi,   \
+                         float sc) {                                                            \
+        for (int64_t i = lo; i < hi; i++) {                                                     \
+            float f = (SRC == QSRC_BF16 ? bits_f32((uint32_t)((const uint16_t *)s)[i] << 16)   \
+                                        : ((const float *)s)[i]) / sc;                          \
+            d[i] = fp8_of(f, E5M2); /* clamps */                                                \
+        }                                                                                       \
+    }
+QUANT(quant_bf16_e4m3, QSRC_BF16, 0)
+QUANT(quant_bf16_e5m2, QSRC_BF16, 1)
+QUANT(quant_fp32_e4m3, QSRC_FP32, 0)
+QUANT(quant_fp32_e5m2, QSRC_FP32, 1)
+
+static uint32_t amax_range(const void *s, int64_t lo, int64_t hi, int src) {
+    return src == QSRC_BF16 ? amax_bf16(s, lo, hi) : amax_fp32(s, lo, hi);
+}
+
+static void quant_range(const void *s, uint8_t *d, int64_t lo, int64_t hi, float sc, int src, int e5m2) {
+    if (src == QSRC_BF16)
+        (e5m2 ? quant_bf16_e5m2 : quant_bf16_e4m3)(s, d, lo, hi, sc);
+    else
+        (e5m2 ? quant_fp32_e5m2 : quant_fp32_e4m3)(s, d, lo, hi, sc);
+}
+
+/* flags: bit 0 the source (0 bf16, 1 fp32), bit 1 the target (0 e4m3fn, 1 e5m2), bit 3 per_row,
+ * bits 8 and up the threads. scale receives `rows` values (per_row) or one. Per row, each row is
+ * quantized right after its absmax, while it is still in cache: one pass over the weight. Returns
+ * 0; 1 when the weight holds a NaN or an infinity (dst and scale are then garbage: fp8pass
+ * quantizes such a weight with torch, which decides what it becomes); -1 for bad flags. */
+int fp8pass_quantize(const void *src, float *scale, uint8_t *dst, int64_t rows, int64_t inner, int64_t flags) {
+    const int s_kind = (int)(flags & 1), e5m2 = (int)((flags >> 1) & 1), per_row = (int)((flags >> 3) & 1);
+    int nthreads = FLAG_THREADS(flags);
+    if (flags & 4) return -1;
+    if (rows <= 0 || inner <= 0) return 0;
+    const float fmax = e5m2 ? 57344.0f : 448.0f;
+    int bad = 0;
+    uint32_t whole = 0;
+    if (nthreads < 1 || rows < 2) nthreads = 1;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(nthreads) reduction(| : bad) reduction(max : whole) schedule(static)
+#endif
+    for (int64_t r = 0; r < rows; r++) {
+        uint32_t m = amax_range(src, r * inner, (r + 1) * inner, s_kind);
+        bad |= m >= 0x7F800000u;
+        whole = m > whole ? m : whole;
+        if (per_row && m < 0x7F800000u) {
+            scale[r] = bits_f32(m) > 1e-12f ? bits_f32(m) / fmax : 1e-12f / fmax;
+            quant_range(src, dst, r * inner, (r + 1) * inner, scale[r], s_kind, e5m2);
+        }
+    }
+    (void)nthreads;
+    if (bad) return 1;
+    if (per_row) return 0;
+    scale[0] = bits_f32(whole) > 1e-12f ? bits_f32(whole) / fmax : 1e-12f / fmax;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(nthreads) schedule(static)
+#endif
+    for (int64_t r = 0; r < rows; r++) quant_range(src, dst, r * inner, (r + 1) * inner, scale[0], s_kind, e5m2);
+    return 0;
+}
