@@ -5,6 +5,7 @@ import torch
 import torch._functorch._aot_autograd.frontend_utils as frontend_utils
 import torch._functorch.aot_autograd as aot_autograd
 
+import fp8pass
 from fp8pass._compat import dynamo, storage
 
 from .helpers import BF16, compile_fp8
@@ -71,3 +72,70 @@ def test_release_and_restore_storage():
     assert torch.equal(t, value)
     view = torch.randn(8, 4)[2:]  # shares storage with its base: must not be freed
     assert not storage.release_storage(view)
+
+
+def test_conversions_move_up_to_the_previous_extern_call_and_no_further():
+    """fp8pass's post-grad pass puts a weight conversion right after the last matmul before it
+    (not at the graph's start: a converted weight must not live across another layer's matmul),
+    keeps conversions in their order, and moves nothing without an earlier anchor to move to."""
+    import torch.fx as fx
+
+    from fp8pass._compat.inductor import _heavy_ops, move_conversions_up
+
+    convert = torch.ops.fp8pass.fp8_scaled_to_cpu.default
+    g = fx.Graph()
+    x, w1, s1, w2, s2 = (g.placeholder(n) for n in ("x", "w1", "s1", "w2", "s2"))
+    first = g.call_function(convert, (w1, s1, torch.bfloat16))
+    h = g.call_function(torch.ops.aten.mm.default, (x, first))
+    mid = g.call_function(torch.ops.aten.relu.default, (h,))
+    mid2 = g.call_function(torch.ops.aten.sigmoid.default, (mid,))
+    a = g.call_function(convert, (w2, s2, torch.bfloat16))
+    b = g.call_function(convert, (w1, s2, torch.bfloat16))
+    out = g.call_function(torch.ops.aten.mm.default, (mid2, a))
+    g.output((out, b))
+    assert move_conversions_up(g, frozenset({convert}), _heavy_ops()) == 2
+    assert [n.name for n in g.nodes if n.op == "call_function"] == [
+        first.name,  # nothing earlier to move to
+        h.name,
+        a.name,  # right after the previous matmul, in their order
+        b.name,
+        mid.name,
+        mid2.name,
+        out.name,
+    ]
+    g.lint()
+
+
+@pytest.mark.inductor
+def test_a_users_post_grad_pass_still_runs_and_keys_the_cache():
+    """fp8pass sets Inductor's post_grad_custom_pre_pass; a pass the user gave (in the backend's
+    options or Inductor's config) runs after it, and its uuid joins the cache key."""
+    from torch._inductor.custom_graph_pass import CustomGraphPass
+
+    seen = []
+
+    class Spy(CustomGraphPass):
+        def __call__(self, graph):
+            seen.append(sum(n.op == "call_function" for n in graph.nodes))
+
+        def uuid(self):
+            return "spy-1"
+
+    model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.GELU(), torch.nn.Linear(64, 64))
+    model = model.to(torch.bfloat16).requires_grad_(False)
+    be = fp8pass.FP8Backend(
+        fp8pass.FP8Config(keep_boundary=False, min_weight_numel=0),
+        inner="inductor",
+        options={"post_grad_custom_pre_pass": Spy()},
+    )
+    torch._dynamo.reset()
+    with torch._inductor.config.patch(force_disable_caches=True), torch.no_grad():
+        torch.compile(model, backend=be)(torch.randn(2, 64, dtype=torch.bfloat16))
+    assert seen and sum(r.converted for r in be.report()) == 2
+    from fp8pass._compat.inductor import _early_conversions
+
+    chained = _early_conversions()(frozenset(), Spy())
+    assert chained.uuid()[1] == "spy-1"
+    assert (
+        _early_conversions()(frozenset(), lambda graph: None).uuid() is None
+    )  # uncacheable, as Inductor would

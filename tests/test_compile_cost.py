@@ -159,3 +159,44 @@ def _at_size(name, inputs, size):
         b, c = inputs["sample"].shape[:2]
         out["sample"] = torch.randn(b, c, size, size, dtype=torch.bfloat16)
     return out
+
+
+def _cpp_kernels(backend, model, x) -> int:
+    import re
+
+    from torch._inductor.utils import run_and_get_code
+
+    torch._dynamo.reset()
+    with torch._inductor.config.patch(force_disable_caches=True), torch.no_grad():
+        _, codes = run_and_get_code(torch.compile(model, backend=backend), x)
+    return len(re.findall(r"^cpp_fused_\w+ = async_compile", "\n".join(codes), flags=re.M))
+
+
+@pytest.mark.inductor
+def test_conv_blocks_compile_the_kernels_plain_inductor_compiles():
+    """Two of diffusers' ResnetBlock2D (group norm, SiLU, 3x3 convolution, twice each): with every
+    convolution in FP8, Inductor generates as many C++ kernels as for the bf16 blocks. Without
+    fp8pass's post-grad pass, which moves each weight conversion up to the previous extern call,
+    the group norms split around the conversion and it generated 7 kernels where plain Inductor
+    generates 4 (SD1.5: 45 against 36 on sd15-tiny), each a C++ compile on a cold start."""
+    from diffusers.models.resnet import ResnetBlock2D
+
+    class Blocks(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.blocks = torch.nn.ModuleList(
+                ResnetBlock2D(in_channels=64, out_channels=64, temb_channels=None, groups=8) for _ in range(2)
+            )
+
+        def forward(self, x):
+            for block in self.blocks:
+                x = block(x, None)
+            return x
+
+    torch.manual_seed(0)
+    x = torch.randn(1, 64, 16, 16, dtype=torch.bfloat16)
+    plain = _cpp_kernels("inductor", Blocks().to(torch.bfloat16).eval().requires_grad_(False), x)
+    be = FP8Backend(FP8Config(keep_boundary=False), inner="inductor")
+    ours = _cpp_kernels(be, Blocks().to(torch.bfloat16).eval().requires_grad_(False), x)
+    assert sum(r.converted for r in be.report()) == 4  # every convolution in FP8
+    assert ours == plain
