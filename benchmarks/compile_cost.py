@@ -117,8 +117,9 @@ class StageTimer:
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
-        self.calls: dict[str, int] = {}
+        self.calls: dict[str, int] = {}  # outermost calls: compile_fx re-enters itself with config_patches
         self._stack: list[list[float]] = []
+        self._depth: dict[str, int] = {}
 
     def wrap(self, name: str, fn: Any, root: bool = False) -> Any:
         @functools.wraps(fn)
@@ -126,13 +127,16 @@ class StageTimer:
             if not self._stack and not root:
                 return fn(*args, **kwargs)
             self._stack.append([time.perf_counter(), 0.0])
+            self._depth[name] = self._depth.get(name, 0) + 1
             try:
                 return fn(*args, **kwargs)
             finally:
+                self._depth[name] -= 1
                 start, children = self._stack.pop()
                 elapsed = time.perf_counter() - start
                 self.seconds[name] = self.seconds.get(name, 0.0) + elapsed - children
-                self.calls[name] = self.calls.get(name, 0) + 1
+                if not self._depth[name]:
+                    self.calls[name] = self.calls.get(name, 0) + 1
                 if self._stack:
                     self._stack[-1][1] += elapsed
 

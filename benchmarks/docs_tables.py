@@ -32,7 +32,7 @@ LAYER = {
     "C kernel, through the dispatcher": RESULTS / "layer-overhead-cpu-2026-12-04-before-dispatcher.json",
     "after (C kernel, called from the generated code)": RESULTS / "layer-overhead-cpu-2026-12-04-after.json",
 }
-COLD = RESULTS / "compile-cost-cpu-2026-12-03.json"
+COLD = RESULTS / "compile-cost-cpu-2026-12-04.json"
 LORA = RESULTS / "lora-operations-cpu-2026-12-04.json"
 GPU = RESULTS / "gpu-h100-2026-11-24" / "bench-flux-dev-a.json"
 
