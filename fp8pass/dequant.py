@@ -207,7 +207,7 @@ def _scaled_into(
     what a small layer pays per step is then the output's allocation and one ctypes call."""
     (shape, src), (scale_shape, scale_dtype) = inputs
     found = native.held_scaled_arguments(shape, src, scale_shape, scale_dtype, dtype)
-    return None if found is None else (f"{native.__name__}.convert_scaled_held", found)
+    return None if found is None else (f"{__package__}.native.convert_scaled_held", found)
 
 
 #: The CPU kernels Inductor's generated code calls without the dispatcher: the round trip into a

@@ -250,7 +250,8 @@ def _early_conversions() -> type:
 def move_conversions_up(graph: fx.Graph, conversions: frozenset[Any], anchors: frozenset[Any]) -> int:
     """Moves every node calling one of ``conversions`` to just after the last node calling one of
     ``anchors`` before it (never among the placeholders, nor before its own inputs); returns how
-    many moved."""
+    many moved. Plain ``torch.fx`` (``Node.append``) on the post-grad ATen graph Inductor hands
+    its custom passes; checked on torch 2.13.0 and 2.11.0 (CPU)."""
     order = {n: i for i, n in enumerate(graph.nodes)}
     placeholders = [n for n in graph.nodes if n.op == "placeholder"]
     last_anchor, moves = (placeholders[-1] if placeholders else None), []
