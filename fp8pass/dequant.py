@@ -157,13 +157,9 @@ _FREE_REFS = _free_refs()
 
 def fp8_scaled_to_cpu_kernel(weight: Tensor, scale: Tensor, dtype: torch.dtype) -> Tensor:
     """``fp8pass::fp8_scaled_to_cpu``'s CPU kernel, which Inductor's generated code also calls
-    directly (:data:`DIRECT_CALLS`): once per converted layer and step, so the common case (a
-    contiguous weight, below the pool's size) comes first and costs a few Python operations."""
-    if weight.nbytes < _POOL_MIN_FP8_BYTES and weight.is_contiguous() and scale.is_contiguous():
-        out = torch.empty_like(weight, dtype=dtype)
-    else:
-        weight, scale = weight.contiguous(), scale.contiguous()
-        out = _output(weight, dtype)
+    directly for a weight too large for ``native.convert_scaled_held`` (:data:`DIRECT_CALLS`)."""
+    weight, scale = weight.contiguous(), scale.contiguous()
+    out = _output(weight, dtype)
     if native.convert_scaled(weight, scale, out):
         return out
     view = scale.view(-1, *[1] * (weight.dim() - 1)) if scale.dim() else scale

@@ -78,9 +78,9 @@ _BASE_FLAGS = ("-O3", "-std=c99", "-shared", "-fPIC")
 
 @dataclass(frozen=True)
 class Kernel:
-    """The loaded library. Each entry point is bound twice: through ``ctypes.CDLL``, which releases
-    the GIL for the call (large conversions, which may take milliseconds and run on OpenMP
-    threads), and through ``ctypes.PyDLL``, which keeps it (small ones: cheaper to call)."""
+    """The loaded library. The conversion entry points are bound twice: through ``ctypes.CDLL``,
+    which releases the GIL for the call (large conversions, which may take milliseconds and run on
+    OpenMP threads), and through ``ctypes.PyDLL``, which keeps it (small ones: cheaper to call)."""
 
     path: Path
     flags: tuple[str, ...]
@@ -232,7 +232,7 @@ def convert(weight: torch.Tensor, out: torch.Tensor) -> bool:
     return True
 
 
-def _scaled_flags(rows: int, n: int, scale_numel: int, scale_dim: int) -> int | None:
+def _scaled_flags(rows: int, scale_numel: int, scale_dim: int) -> int | None:
     """The per-row bit for a scale of ``scale_numel`` elements on a weight of ``rows`` rows, or
     None for a scale that is neither one per row nor one in all."""
     if scale_dim and scale_numel == rows:
@@ -250,7 +250,7 @@ def convert_scaled(weight: torch.Tensor, scale: torch.Tensor, out: torch.Tensor)
         return False
     n = weight.numel()
     rows = weight.shape[0] if weight.dim() else 1  # per tensor too: threads split rows
-    per_row = _scaled_flags(rows, n, scale.numel(), scale.dim())
+    per_row = _scaled_flags(rows, scale.numel(), scale.dim())
     if per_row is None:
         return False
     if not n:
@@ -278,7 +278,7 @@ def held_scaled_arguments(
     if kind is None or scale_dtype != torch.float32 or not 0 < n < MIN_PARALLEL or kernel() is None:
         return None
     rows = shape[0] if shape else 1
-    per_row = _scaled_flags(rows, n, math.prod(scale_shape), len(scale_shape))
+    per_row = _scaled_flags(rows, math.prod(scale_shape), len(scale_shape))
     return None if per_row is None else (rows, n // rows, kind | per_row | 1 << _THREADS_SHIFT)
 
 
@@ -290,8 +290,8 @@ def quantize(
     weight: torch.Tensor, dtype: torch.dtype, per_row: bool
 ) -> tuple[torch.Tensor, torch.Tensor] | None:
     """``(q, scale)`` as :func:`fp8pass.quantize.quantize_weight` computes them with torch ops
-    (absmax per output channel, dim 0, or of the whole weight), bit for bit, in two passes over a
-    contiguous bf16 or float32 CPU ``weight``; None, having done nothing, for anything else, and
+    (absmax per output channel, dim 0, or of the whole weight), bit for bit, with a C loop over a
+    contiguous bf16 or float32 CPU ``weight`` (one pass per row; two with a per-tensor scale); None, having done nothing, for anything else, and
     for a weight holding a NaN or an infinity (torch's ops decide what those become)."""
     src, dst = _QUANTIZE_SOURCES.get(weight.dtype), _QUANTIZE_TARGETS.get(dtype)
     if src is None or dst is None or type(weight) is not torch.Tensor or weight.device.type != "cpu":

@@ -56,7 +56,7 @@ def quantize_weight(
         return q.movedim(0, axis).contiguous(), scale
     w = weight.detach()
     if (found := native.quantize(w, dtype, granularity == "channel")) is not None:
-        return found  # the same bits as the torch ops below, in two passes of a C loop
+        return found  # the same bits as the torch ops below, from a C loop with no float32 copy
     blocks = _row_blocks(w)
     # Absmax and division in float32, a block of rows at a time: the float32 temporaries stay at
     # _BLOCK_NUMEL elements instead of three copies of the weight (a 75 MB Flux weight would need

@@ -19,7 +19,7 @@ def inductor_compiler(
     options: dict[str, Any] | None,
     decompositions: dict[Any, Callable[..., Any]],
     definition: str,
-    direct_calls: dict[torch._ops.OpOverload, str],
+    direct_calls: dict[torch._ops.OpOverload, Any],
 ) -> Callable[[fx.GraphModule, list[Any]], Any]:
     """Inductor with ``torch.compile``'s ``mode``/``options`` semantics plus fp8pass's decompositions;
     ``definition`` (a hash of what defines the ops' results, :func:`fp8pass.ops.definition_hash`)
